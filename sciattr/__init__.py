@@ -1,0 +1,40 @@
+"""sciattr: integrated and interior gradients for molecular graph networks and text models.
+
+The core is domain-free::
+
+    from sciattr import integrated_gradients
+    result = integrated_gradients(model, {"atoms": atoms, "pairs": pairs}, target=0, steps=64)
+    result.attributions["atoms"], result.completeness_gap
+
+Domains live in :mod:`sciattr.chem` and :mod:`sciattr.text` (optional dependencies).
+"""
+
+from sciattr.core import (
+    CustomPath,
+    StraightLine,
+    attribute,
+    gradient,
+    gradient_x_input,
+    integrated_gradients,
+    quadrature,
+    register_baseline,
+)
+from sciattr.errors import (
+    ConvergenceWarning,
+    InputError,
+    MissingDependencyError,
+    ModelOutputError,
+    SciAttrError,
+    TargetError,
+)
+from sciattr.result import Attribution, PathRecord
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "attribute", "integrated_gradients", "gradient", "gradient_x_input", "quadrature",
+    "StraightLine", "CustomPath", "register_baseline",
+    "Attribution", "PathRecord",
+    "SciAttrError", "InputError", "TargetError", "ModelOutputError", "MissingDependencyError",
+    "ConvergenceWarning",
+]
