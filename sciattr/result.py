@@ -121,6 +121,13 @@ class Attribution:
             return a[self.segments[name].to(a.device) == example]
         return a[example]
 
+    def specialize(self, cls, **extra) -> "Attribution":
+        """The same result as an instance of a domain subclass ``cls`` with extra fields."""
+        if not (isinstance(cls, type) and issubclass(cls, Attribution)):
+            raise InputError(f"cls must be a subclass of Attribution; got {cls!r}")
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(Attribution)}
+        return cls(**base, **extra)
+
     # ------------------------------------------------------------------ presentation
     def summary(self, max_rows: int = 20) -> str:
         """A plain-text table: F(x), F(x'), sum of attributions and the completeness gap."""

@@ -276,7 +276,7 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, scale_by_de
         chunks = None
     if chunks is None:
         # probe with the first example's nodes, then size the remaining chunks by measured memory
-        first_stop = min(K, total) if batch_size is None else min(K, total, batch_size)
+        first_stop = min(4, total) if batch_size is None else min(4, total, batch_size)
         saved = process(0, first_stop, measure=True)
         per_cost = max(saved, 1) / max(float(cost[:first_stop].sum()), 1.0)
         # saved activations + gradients of the leaves + the outputs: keep a 2x margin

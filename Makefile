@@ -1,0 +1,36 @@
+# Two entry points: `make demo` (set up, then explain the embedded default) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.sciattr-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+# torch is pinned here (a CPU wheel on this machine's disk); pyproject keeps a range for GPU users.
+# g2p-en and rxnfp are installed without their dependencies: sciattr reads only their weight files.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[all]' torch==2.13.0
+	$(BIN)/pip install -q --no-deps g2p-en==2.1.0 rxnfp==0.1.0
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/sciattr demo --out reports
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_core.py
+
+lint: setup
+	$(BIN)/ruff check sciattr tests benchmarks tutorials
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache
