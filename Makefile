@@ -15,7 +15,6 @@ setup: $(STAMP)
 # g2p-en and rxnfp are installed without their dependencies: sciattr reads only their weight files.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[all]' torch==2.13.0
 	$(BIN)/pip install -q --no-deps g2p-en==2.1.0 rxnfp==0.1.0
 	touch $(STAMP)
