@@ -1,0 +1,72 @@
+"""A message-passing graph network in PyTorch Geometric.
+
+:class:`GINENetwork` is a plain PyG model with the usual signature
+``model(x, edge_index, edge_attr, batch)``: GINEConv layers (Hu et al. 2020) with residual
+connections, sum pooling per graph and an MLP head. The shipped ``gcn-*`` models of
+:mod:`sciattr.zoo` are instances; :func:`sciattr.chem.adapter.explain_molecules` attributes it
+like any PyG model (atoms and bond edges of all molecules and path nodes batched together), and
+``benchmarks/bench_chem_pyg.py`` compares that with PyG's own ``Explainer``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from sciattr.errors import InputError, describe, require
+
+__all__ = ["GINENetwork"]
+
+
+class GINENetwork(nn.Module):
+    """GINEConv layers, sum pooling and an MLP head.
+
+    Parameters
+    ----------
+    atom_features, bond_features:
+        Widths of ``x`` ``(n_atoms, atom_features)`` and ``edge_attr`` ``(n_edges, bond_features)``.
+    hidden:
+        Width of the atom states.
+    layers:
+        Message-passing rounds.
+    outputs:
+        Scores per graph (one per task).
+
+    Forward
+    -------
+    ``model(x, edge_index, edge_attr, batch=None, num_graphs=None)`` -> ``(num_graphs, outputs)``
+    logits. ``edge_index`` is ``(2, n_edges)`` with both directions of every bond;
+    ``batch`` ``(n_atoms,)`` gives the graph of each atom (all zeros when omitted).
+    """
+
+    def __init__(self, atom_features: int, bond_features: int, hidden: int = 64, layers: int = 3,
+                 outputs: int = 1):
+        super().__init__()
+        for name, value in (("atom_features", atom_features), ("bond_features", bond_features),
+                            ("hidden", hidden), ("layers", layers), ("outputs", outputs)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"expected {name} to be a positive integer; got {describe(value)}")
+        geometric = require("torch_geometric.nn", "chem")
+        self.config = dict(atom_features=atom_features, bond_features=bond_features, hidden=hidden,
+                           layers=layers, outputs=outputs)
+        self.embed = nn.Linear(atom_features, hidden)
+        self.convs = nn.ModuleList(
+            geometric.GINEConv(nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)),
+                               edge_dim=bond_features)
+            for _ in range(layers))
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, outputs))
+        self.activation = nn.SiLU()
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
+                batch: Optional[torch.Tensor] = None, num_graphs: Optional[int] = None) -> torch.Tensor:
+        if batch is None:
+            batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        h = self.embed(x)
+        for conv in self.convs:
+            h = h + self.activation(conv(h, edge_index, edge_attr))
+        pooled = torch.zeros(num_graphs, h.shape[1], dtype=h.dtype, device=h.device).index_add(0, batch, h)
+        return self.head(pooled)

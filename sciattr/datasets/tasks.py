@@ -1,0 +1,222 @@
+"""Ground-truth attribution tasks: a molecule is positive when SMARTS rules match, and the
+matching atoms are the true attribution.
+
+Following the synthetic benchmarks of McCloskey et al. (PNAS 2019) and Rao et al. (J. Cheminf.
+2022), a task is a conjunction of substructure rules. A positive molecule may satisfy the rule
+in several ways (two benzene rings, three carbonyls ...): every alternative is kept as one
+boolean atom mask -- the union of one match of each rule -- and an attribution is scored by
+the best alternative (a model needs to find only one of them).
+
+Scoring: per molecule the AUROC of the atom attributions (signed, higher = more evidence for the
+positive class) against the mask, maximised over the alternatives; the task score is the mean
+over the positive molecules of a test set. Molecules whose every mask covers all atoms (or
+none) have no AUROC and are counted apart.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Optional, Union
+
+import numpy as np
+
+from sciattr.datasets.molecules import MoleculeSet
+from sciattr.datasets.ranks import auroc
+from sciattr.errors import InputError, require
+
+__all__ = ["SmartsTask", "TASKS", "TaskData", "AttributionScore", "get_task", "build_task", "task_label_matrix",
+           "attribution_auroc", "score_attributions"]
+
+
+@lru_cache(maxsize=None)
+def _pattern(smarts: str):
+    require("rdkit", "chem")
+    from rdkit import Chem
+
+    pattern = Chem.MolFromSmarts(smarts)
+    if pattern is None:
+        raise InputError(f"expected a valid SMARTS pattern; got {smarts!r}")
+    return pattern
+
+
+@dataclass(frozen=True)
+class SmartsTask:
+    """A conjunction of named SMARTS rules.
+
+    Attributes
+    ----------
+    name:
+        Short identifier (used in model names, e.g. ``"w2n2-benzene"``).
+    description:
+        One line for tables and reports.
+    rules:
+        ``(rule name, SMARTS)`` pairs; a molecule is positive when every rule matches.
+    max_alternatives:
+        Cap on the number of alternative true masks kept per molecule (products of matches
+        can grow fast); the first ones in RDKit's match order are kept.
+    """
+
+    name: str
+    description: str
+    rules: tuple[tuple[str, str], ...]
+    max_alternatives: int = 256
+
+    def rule_matches(self, mol) -> list[tuple[tuple[int, ...], ...]]:
+        """Atom-index tuples of every (unique) match of each rule."""
+        return [tuple(mol.GetSubstructMatches(_pattern(smarts), uniquify=True, maxMatches=10_000))
+                for _, smarts in self.rules]
+
+    def is_positive(self, mol) -> bool:
+        return all(mol.HasSubstructMatch(_pattern(smarts)) for _, smarts in self.rules)
+
+    def true_masks(self, mol) -> list[np.ndarray]:
+        """Alternative ``(n_atoms,)`` boolean masks of the true attribution; empty if negative."""
+        matches = self.rule_matches(mol)
+        if not all(matches):
+            return []
+        masks, seen = [], set()
+        for combo in itertools.islice(itertools.product(*matches), 50 * self.max_alternatives):
+            atoms = frozenset(a for match in combo for a in match)
+            if atoms in seen:
+                continue
+            seen.add(atoms)
+            mask = np.zeros(mol.GetNumAtoms(), dtype=bool)
+            mask[list(atoms)] = True
+            masks.append(mask)
+            if len(masks) == self.max_alternatives:
+                break
+        return masks
+
+
+BENZENE = "c1ccccc1"
+HALIDE = "[F,Cl,Br,I]"
+CARBONYL = "[CX3]=[OX1]"
+# aliphatic three-connected nitrogen that is not an amide/sulfonamide/thioamide/amidine, not charged,
+# not bonded to N or O (hydrazines, hydroxylamines)
+AMINE = "[NX3;!$(N-[C,S,P]=[O,S,N]);!$([N+]);!$(N-[N,O])]"
+ETHER = "[OD2]([#6])[#6]"
+
+#: The shipped tasks. ``halide_carbonyl`` widens McCloskey's "fluoride AND carbonyl" to all
+#: halogens: only 13 of the NCI molecules carry both a fluorine and a carbonyl.
+TASKS: dict[str, SmartsTask] = {
+    task.name: task for task in (
+        SmartsTask("benzene", "has a benzene ring", (("benzene", BENZENE),)),
+        SmartsTask("halide_carbonyl", "halogen (F, Cl, Br, I) AND carbonyl",
+                   (("halide", HALIDE), ("carbonyl", CARBONYL))),
+        SmartsTask("amine_ether_benzene", "amine AND ether AND benzene ring",
+                   (("amine", AMINE), ("ether", ETHER), ("benzene", BENZENE))),
+    )
+}
+
+
+def get_task(task: Union[str, SmartsTask]) -> SmartsTask:
+    """A task by name (see :data:`TASKS`), or the task itself."""
+    if isinstance(task, SmartsTask):
+        return task
+    if task not in TASKS:
+        raise InputError(f"expected a task name among {sorted(TASKS)}; got {task!r}")
+    return TASKS[task]
+
+
+@dataclass
+class TaskData:
+    """Labels and true masks of one task over a molecule set.
+
+    Attributes
+    ----------
+    labels:
+        ``(n_molecules,)`` bool.
+    masks:
+        Per molecule, the list of alternative ``(n_atoms,)`` boolean masks (empty for negatives).
+    """
+
+    task: SmartsTask
+    molecules: MoleculeSet
+    labels: np.ndarray
+    masks: list[list[np.ndarray]] = field(repr=False)
+
+    @property
+    def positives(self) -> np.ndarray:
+        return np.flatnonzero(self.labels)
+
+
+def build_task(task: Union[str, SmartsTask], molecules: Optional[MoleculeSet] = None) -> TaskData:
+    """Label ``molecules`` (default: the NCI set) with ``task`` and collect the true masks."""
+    spec = get_task(task)
+    if molecules is None:
+        from sciattr.datasets.nci import load_nci
+
+        molecules = load_nci()
+    masks = [spec.true_masks(mol) for mol in molecules.mols]
+    labels = np.array([bool(m) for m in masks], dtype=bool)
+    return TaskData(spec, molecules, labels, masks)
+
+
+def task_label_matrix(tasks: Sequence[Union[str, SmartsTask]], molecules: MoleculeSet) -> np.ndarray:
+    """``(n_molecules, n_tasks)`` float32 0/1 labels, one column per task."""
+    specs = [get_task(t) for t in tasks]
+    return np.array([[float(s.is_positive(mol)) for s in specs] for mol in molecules.mols],
+                    dtype=np.float32).reshape(len(molecules), len(specs))
+
+
+def attribution_auroc(atom_scores, masks: Sequence[np.ndarray]) -> float:
+    """Best AUROC of ``atom_scores`` ``(n_atoms,)`` over the alternative true ``masks``.
+
+    ``nan`` when no mask gives a defined AUROC (no masks, or every mask covers all atoms).
+    """
+    scores = np.asarray(atom_scores, dtype=np.float64).reshape(-1)
+    best = float("nan")
+    for mask in masks:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != scores.shape:
+            raise InputError(f"expected a mask over {scores.size} atoms; got shape {mask.shape}")
+        value = auroc(scores, mask)
+        if not np.isnan(value) and (np.isnan(best) or value > best):
+            best = value
+    return best
+
+
+@dataclass
+class AttributionScore:
+    """Attribution AUROC over a set of molecules.
+
+    Attributes
+    ----------
+    mean:
+        Mean of the defined per-molecule AUROCs (``nan`` if none).
+    per_molecule:
+        ``(n_molecules,)`` AUROC, ``nan`` for negatives and undefined ones.
+    n_scored, n_undefined:
+        Positive molecules with a defined AUROC / without one.
+    """
+
+    mean: float
+    per_molecule: np.ndarray
+    n_scored: int
+    n_undefined: int
+
+
+def score_attributions(atom_scores: Sequence, masks: Sequence[Sequence[np.ndarray]]) -> AttributionScore:
+    """Score per-molecule atom attributions against the true masks of a task.
+
+    Parameters
+    ----------
+    atom_scores:
+        One ``(n_atoms_i,)`` array per molecule (signed attributions to the positive class).
+    masks:
+        ``TaskData.masks`` of the same molecules; molecules without masks (negatives) are skipped.
+    """
+    if len(atom_scores) != len(masks):
+        raise InputError(f"expected one attribution array per molecule ({len(masks)}); got {len(atom_scores)}")
+    per = np.full(len(masks), np.nan)
+    undefined = 0
+    for i, (scores, alternatives) in enumerate(zip(atom_scores, masks)):
+        if not alternatives:
+            continue
+        per[i] = attribution_auroc(scores, alternatives)
+        undefined += int(np.isnan(per[i]))
+    scored = int(np.isfinite(per).sum())
+    return AttributionScore(float(np.nanmean(per)) if scored else float("nan"), per, scored, undefined)

@@ -1,0 +1,18 @@
+"""Text models: integrated gradients over token embeddings.
+
+Import the submodules you need (nothing heavy is imported here):
+
+* :mod:`sciattr.text.embedding` -- :func:`~sciattr.text.embedding.embedding_integrated_gradients`
+  and :class:`~sciattr.text.embedding.EmbeddingModel` for any model whose first step is an
+  embedding lookup;
+* :mod:`sciattr.text.tokens` -- :class:`~sciattr.text.tokens.TokenAttribution`, the result with
+  token and word views;
+* :mod:`sciattr.text.render` -- HTML heatmaps, terminal colouring, seq2seq matrices;
+* :mod:`sciattr.text.lstm_lm`, :mod:`sciattr.text.classifier` -- the shipped LSTM language model
+  and topic classifier; :mod:`sciattr.text.report` -- reports and the command-line entry points.
+"""
+
+from sciattr.text.embedding import EmbeddingModel, embedding_integrated_gradients, pad_batch
+from sciattr.text.tokens import TokenAttribution
+
+__all__ = ["EmbeddingModel", "TokenAttribution", "embedding_integrated_gradients", "pad_batch"]

@@ -1,0 +1,111 @@
+"""Small trained chemistry models that ship with sciattr, and their cards.
+
+Every model lives in ``sciattr/zoo/chem/`` as ``<name>.safetensors`` (float32 weights) and
+``<name>.json`` (its card: task, featurizer, architecture configuration, data split, seed and
+test metrics). They were made by the seeded script :mod:`sciattr.zoo.train_chem`.
+
+Names are ``<architecture>-<task>``: architectures ``w1n2``, ``w2n2`` (Weave, Kearnes et al. 2016,
+on the "simple" featurization) and ``gcn`` (:class:`~sciattr.chem.gnn.GINENetwork`); tasks the
+SMARTS ground-truth tasks of :mod:`sciattr.datasets.tasks` over the NCI molecules
+(``benzene``, ``halide_carbonyl``, ``amine_ether_benzene``), one single-output classifier
+(logit) per task, plus ``w2n2-chembl2321810``, a pIC50 regression on the CHEMBL2321810 series.
+
+Example
+-------
+>>> from sciattr.zoo import load_model, load_featurizer
+>>> model = load_model("w2n2-benzene")
+>>> model.card["task"]["name"]
+'benzene'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Union
+
+import torch
+
+from sciattr.errors import InputError, describe, require
+
+__all__ = ["ZOO_DIR", "available_models", "model_card", "load_model", "load_featurizer", "build_model",
+           "make_featurizer"]
+
+#: Folder of the shipped chemistry models.
+ZOO_DIR = Path(__file__).resolve().parent / "chem"
+
+
+def available_models() -> list[str]:
+    """Names of the shipped chemistry models (those with both a card and weights)."""
+    return sorted(p.stem for p in ZOO_DIR.glob("*.json") if p.with_suffix(".safetensors").is_file())
+
+
+def _card_path(name_or_path: Union[str, os.PathLike]) -> Path:
+    text = os.fspath(name_or_path)
+    if text in available_models():
+        return ZOO_DIR / f"{text}.json"
+    path = Path(text)
+    if path.suffix in (".json", ".safetensors") and path.with_suffix(".json").is_file() \
+            and path.with_suffix(".safetensors").is_file():
+        return path.with_suffix(".json")
+    raise InputError(f"expected a shipped model name among {available_models()} or a path to a card (.json) "
+                     f"with its .safetensors beside it; got {text!r}")
+
+
+def model_card(name_or_path: Union[str, os.PathLike]) -> dict:
+    """The card (a dict) of a shipped model, or of a card/weights path."""
+    return json.loads(_card_path(name_or_path).read_text())
+
+
+def build_model(architecture: str, config: dict) -> torch.nn.Module:
+    """An untrained model of ``architecture`` (``"W1N2"``, ``"W2N2"`` or ``"GINENetwork"``)."""
+    if architecture in ("W1N2", "W2N2"):
+        from sciattr.chem.weave import W1N2, W2N2
+
+        factory = W1N2 if architecture == "W1N2" else W2N2
+        options = dict(config)
+        return factory(options.pop("n_atom_features"), options.pop("n_pair_features"), options.pop("n_tasks"),
+                       **options)
+    if architecture == "GINENetwork":
+        from sciattr.chem.gnn import GINENetwork
+
+        return GINENetwork(**config)
+    raise InputError(f"expected architecture 'W1N2', 'W2N2' or 'GINENetwork'; got {architecture!r}")
+
+
+def make_featurizer(spec: dict):
+    """The featurizer a card describes, e.g. ``{"class": "SimpleWeaveFeaturizer", "max_distance": 2}``."""
+    from sciattr.chem import featurize
+
+    if not isinstance(spec, dict) or "class" not in spec:
+        raise InputError(f"expected a featurizer spec with a 'class' key; got {describe(spec)}")
+    options = {k: v for k, v in spec.items() if k != "class"}
+    classes = {"SimpleWeaveFeaturizer": featurize.SimpleWeaveFeaturizer, "WeaveFeaturizer": featurize.WeaveFeaturizer,
+               "PyGFeaturizer": featurize.PyGFeaturizer}
+    if spec["class"] not in classes:
+        raise InputError(f"expected a featurizer class among {sorted(classes)}; got {spec['class']!r}")
+    return classes[spec["class"]](**options)
+
+
+def load_model(name_or_path: Union[str, os.PathLike]) -> torch.nn.Module:
+    """A shipped (or saved) model in eval mode, float32 on the CPU, with its card as ``model.card``."""
+    safetensors = require("safetensors.torch", "chem")
+    card_path = _card_path(name_or_path)
+    card = json.loads(card_path.read_text())
+    model = build_model(card["architecture"], card["config"])
+    state = safetensors.load_file(str(card_path.with_suffix(".safetensors")))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise InputError(f"expected weights matching the {card['architecture']} of the card; missing "
+                         f"{missing[:5]}, unexpected {unexpected[:5]} in {card_path.with_suffix('.safetensors')}")
+    model.card = card
+    return model.eval()
+
+
+def load_featurizer(name_or_path: Union[str, os.PathLike, torch.nn.Module]):
+    """The featurizer a shipped model was trained with (by name, path, or a loaded model)."""
+    card = getattr(name_or_path, "card", None)
+    if card is None:
+        card = model_card(name_or_path)
+    return make_featurizer(card["featurizer"])

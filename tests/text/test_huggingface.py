@@ -1,0 +1,305 @@
+"""Hugging Face adapters on tiny random models built from configs (no downloads), float64."""
+
+import warnings
+
+import pytest
+import torch
+
+from sciattr.errors import InputError, TargetError
+
+transformers = pytest.importorskip("transformers")
+
+from sciattr.text.hf_report import run_hf_cli  # noqa: E402
+from sciattr.text.huggingface import (  # noqa: E402
+    HFSeq2SeqAttribution,
+    HFTokenAttribution,
+    causal_lm_integrated_gradients,
+    classifier_integrated_gradients,
+    encode_texts,
+    hf_integrated_gradients,
+    load_local_model,
+    model_kind,
+    seq2seq_integrated_gradients,
+)
+
+F64 = torch.float64
+WORDS = ("the a cat dog sat on mat ran fast slow big small red blue un ##happy ##ly quick brown fox jumps over "
+         "lazy").split()
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SENTENCES = ["the cat sat on the mat", "unhappy dog"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vocab")
+    (folder / "vocab.txt").write_text("\n".join(SPECIALS + WORDS) + "\n")
+    return transformers.BertTokenizer(str(folder / "vocab.txt"))
+
+
+def _seeded(build):
+    torch.manual_seed(0)
+    return build().to(F64).eval()
+
+
+@pytest.fixture(scope="module")
+def bert(tokenizer):
+    config = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=24,
+                                     num_labels=3, id2label={0: "neg", 1: "neu", 2: "pos"},
+                                     label2id={"neg": 0, "neu": 1, "pos": 2})
+    return _seeded(lambda: transformers.BertForSequenceClassification(config))
+
+
+@pytest.fixture(scope="module")
+def gpt2(tokenizer):
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=24,
+                                     bos_token_id=2, eos_token_id=3)
+    return _seeded(lambda: transformers.GPT2LMHeadModel(config))
+
+
+@pytest.fixture(scope="module")
+def bart(tokenizer):
+    config = transformers.BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=2, decoder_layers=2,
+                                     encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                                     decoder_ffn_dim=32, max_position_embeddings=24, pad_token_id=0, bos_token_id=2,
+                                     eos_token_id=3, decoder_start_token_id=3, forced_eos_token_id=None)
+    return _seeded(lambda: transformers.BartForConditionalGeneration(config))
+
+
+@pytest.fixture(scope="module")
+def t5(tokenizer):
+    config = transformers.T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=2,
+                                   num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=3,
+                                   feed_forward_proj="gated-gelu")
+    return _seeded(lambda: transformers.T5ForConditionalGeneration(config))
+
+
+FORCED = [5, 6, 7, 8, 9, 10, 11, 12, 13, 3]  # a 10-token forced output
+
+
+# ---------------------------------------------------------------------------------------- classifier
+def test_classifier_completeness_and_forward(bert, tokenizer):
+    res = classifier_integrated_gradients(bert, tokenizer, SENTENCES, target="pos", steps=24)
+    assert isinstance(res, HFTokenAttribution)
+    assert float(res.relative_gap.max()) < 1e-8
+    enc = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    logits = bert(**enc).logits
+    torch.testing.assert_close(res.forward_x, logits[:, 2], rtol=1e-12, atol=1e-12)
+    assert res.target_labels == ["pos", "pos"]
+    # [CLS] and [SEP] stay in the baseline: exactly zero
+    assert res.to_tokens(0)[0] == ("[CLS]", 0.0) and res.to_tokens(0)[-1] == ("[SEP]", 0.0)
+
+
+def test_predicted_target_and_labels(bert, tokenizer):
+    res = classifier_integrated_gradients(bert, tokenizer, SENTENCES, steps=8)
+    enc = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    predicted = bert(**enc).logits.argmax(1).tolist()
+    assert res.target_labels == [["neg", "neu", "pos"][p] for p in predicted]
+
+
+def test_parity_with_captum_layer_integrated_gradients(bert, tokenizer):
+    captum_attr = pytest.importorskip("captum.attr")
+    res = classifier_integrated_gradients(bert, tokenizer, SENTENCES, target=1, baseline="pad", steps=20)
+    enc = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    special = torch.isin(ids, torch.tensor(tokenizer.all_special_ids)) | (mask == 0)
+    base_ids = torch.where(special, ids, torch.full_like(ids, tokenizer.pad_token_id))
+
+    def forward(input_ids, attention_mask):
+        return bert(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    lig = captum_attr.LayerIntegratedGradients(forward, bert.bert.embeddings.word_embeddings)
+    theirs = lig.attribute(ids, baselines=base_ids, target=1, additional_forward_args=(mask,), n_steps=20,
+                           method="gausslegendre")
+    ours = res.attributions["embeddings"]
+    scale = float(ours.abs().max())
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7 * scale)
+
+
+def test_padding_does_not_change_attributions(bert, tokenizer):
+    alone = classifier_integrated_gradients(bert, tokenizer, SENTENCES[1], target=0, steps=16)
+    batch = classifier_integrated_gradients(bert, tokenizer, SENTENCES, target=0, steps=16)
+    assert batch.attention_mask[1].sum() < batch.attention_mask.shape[1]  # the short sentence is padded
+    a = [v for _, v in alone.to_tokens(0)]
+    b = [v for _, v in batch.to_tokens(1)]
+    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-10, atol=1e-13)
+
+
+def test_words_sum_their_subwords(bert, tokenizer):
+    res = classifier_integrated_gradients(bert, tokenizer, SENTENCES, target=2, steps=16)
+    tokens = res.to_tokens(1)
+    words = res.to_words(1)
+    assert [w for w, _ in words] == ["[CLS]", "unhappy", "dog", "[SEP]"]
+    assert [t for t, _ in tokens] == ["[CLS]", "un", "##happy", "dog", "[SEP]"]
+    assert words[1][1] == pytest.approx(tokens[1][1] + tokens[2][1], abs=1e-15)
+    assert sum(v for _, v in words) == pytest.approx(float(res.delta[1]), rel=1e-8)
+
+
+def test_mask_baseline_and_bad_baseline(bert, tokenizer):
+    res = classifier_integrated_gradients(bert, tokenizer, SENTENCES, target=0, baseline="mask", steps=24)
+    assert float(res.relative_gap.max()) < 1e-6
+    with pytest.raises(InputError, match="baseline"):
+        classifier_integrated_gradients(bert, tokenizer, SENTENCES, baseline="blank")
+
+
+def test_unknown_label_is_a_target_error(bert, tokenizer):
+    with pytest.raises(TargetError, match="label"):
+        classifier_integrated_gradients(bert, tokenizer, SENTENCES, target="angry")
+
+
+# ---------------------------------------------------------------------------------------- causal LM
+def test_causal_lm_keeps_first_token_and_completes(gpt2, tokenizer):
+    texts = ["cat sat on the", "the big red"]
+    res = causal_lm_integrated_gradients(gpt2, tokenizer, texts, target="mat", steps=24, keep_special=False)
+    assert float(res.relative_gap.max()) < 1e-8
+    assert res.target_labels == ["mat", "mat"]
+    for i in range(2):
+        assert res.to_tokens(i)[0][1] == 0.0  # the first token stays in the baseline
+    # the score is log p(mat | text) after each text's last real token (padding differs per row)
+    alone = causal_lm_integrated_gradients(gpt2, tokenizer, texts[1], target="mat", steps=24, keep_special=False)
+    torch.testing.assert_close(torch.tensor([v for _, v in res.to_tokens(1)]),
+                               torch.tensor([v for _, v in alone.to_tokens(0)]), rtol=1e-10, atol=1e-13)
+    ids = tokenizer(texts[1], return_tensors="pt")["input_ids"]
+    logp = torch.log_softmax(gpt2(input_ids=ids).logits[0, -1], -1)[tokenizer.convert_tokens_to_ids("mat")]
+    assert float(res.forward_x[1]) == pytest.approx(float(logp.detach()), abs=1e-12)
+
+
+def test_causal_lm_unknown_target_token(gpt2, tokenizer):
+    with pytest.raises(TargetError, match="not in the vocabulary"):
+        causal_lm_integrated_gradients(gpt2, tokenizer, "the cat", target="zebra")
+
+
+# ---------------------------------------------------------------------------------------- encoder-decoder
+@pytest.mark.parametrize("name, baseline, steps", [("bart", "zeros", 24), ("t5", "pad", 96)])
+def test_seq2seq_completeness_for_every_output_token(request, tokenizer, name, baseline, steps):
+    model = request.getfixturevalue(name)
+    res = seq2seq_integrated_gradients(model, tokenizer, SENTENCES, [FORCED, FORCED[:4]], baseline=baseline,
+                                       steps=steps)
+    assert isinstance(res, HFSeq2SeqAttribution)
+    assert [len(t) for t in res.output_tokens] == [10, 4]
+    assert res.matrix(0).shape == (10, len(res.tokens[0]))
+    # T5 computes its RMS-norm variance in float32: completeness to ~1e-5 there
+    assert float(res.relative_gap.max()) < (1e-8 if name == "bart" else 1e-4)
+    torch.testing.assert_close(res.matrix(1).sum(1), res.delta[1, :4], rtol=1e-5, atol=1e-9)
+    assert bool((res.forward_x[1, 4:] == 0).all())
+
+
+def test_t5_zero_baseline_is_degenerate(t5, tokenizer):
+    """T5 has no absolute position embeddings and RMS-normalizes its input: the zero-embedding path is
+    flat except near alpha = 0, so quadrature misses the change -- hence baseline='pad' for T5."""
+    res = seq2seq_integrated_gradients(t5, tokenizer, SENTENCES[:1], [FORCED], baseline="zeros", steps=24)
+    assert float(res.relative_gap.max()) > 0.05
+
+
+@pytest.mark.parametrize("strategy", ["multi_target", "replicate"])
+def test_seq2seq_batched_equals_per_token(bart, tokenizer, strategy):
+    kw = dict(steps=8)
+    ref = seq2seq_integrated_gradients(bart, tokenizer, SENTENCES, [FORCED, FORCED[:4]], strategy="per_token", **kw)
+    res = seq2seq_integrated_gradients(bart, tokenizer, SENTENCES, [FORCED, FORCED[:4]], strategy=strategy, **kw)
+    torch.testing.assert_close(res.attributions["embeddings"], ref.attributions["embeddings"], rtol=1e-9,
+                               atol=1e-13)
+
+
+def test_seq2seq_padding_invariance_and_words(bart, tokenizer):
+    alone = seq2seq_integrated_gradients(bart, tokenizer, SENTENCES[1], [FORCED[:4]], steps=12)
+    batch = seq2seq_integrated_gradients(bart, tokenizer, SENTENCES, [FORCED, FORCED[:4]], steps=12)
+    torch.testing.assert_close(batch.matrix(1), alone.matrix(0), rtol=1e-10, atol=1e-13)
+    words = batch.to_words(1, target=2)
+    assert [w for w, _ in words] == ["[CLS]", "unhappy", "dog", "[SEP]"]
+    assert sum(v for _, v in words) == pytest.approx(float(batch.matrix(1)[2].sum()), abs=1e-12)
+
+
+def test_seq2seq_generates_when_no_output_is_given(bart, tokenizer):
+    res = seq2seq_integrated_gradients(bart, tokenizer, SENTENCES, max_new_tokens=5, steps=8)
+    enc = tokenizer(SENTENCES[:1], return_tensors="pt")
+    generated = bart.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], do_sample=False,
+                              max_new_tokens=5)
+    body = generated[0, 1:].tolist()
+    assert tokenizer.convert_tokens_to_ids(res.output_tokens[0]) == body[: len(res.output_tokens[0])]
+    assert 1 <= len(res.output_tokens[0]) <= 5
+
+
+# ---------------------------------------------------------------------------------------- dispatch, hooks
+def test_model_kind_and_dispatch(bert, gpt2, bart, tokenizer):
+    assert [model_kind(m) for m in (bert, gpt2, bart)] == ["classifier", "causal_lm", "seq2seq"]
+    res = hf_integrated_gradients(bert, tokenizer, "the cat", target=1, steps=8)
+    assert res.target_labels == ["neu"]
+    with pytest.raises(InputError, match="expected a Hugging Face"):
+        model_kind(torch.nn.Linear(2, 2))
+
+
+class IdsOnly(torch.nn.Module):
+    """A model whose forward takes ids only: attributed through a scoped embedding hook."""
+
+    def __init__(self, bert):
+        super().__init__()
+        self.bert = bert
+        self.config = bert.config
+
+    def get_input_embeddings(self):
+        return self.bert.get_input_embeddings()
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask)
+
+
+def test_models_without_inputs_embeds_use_a_scoped_hook(bert, tokenizer):
+    wrapped = IdsOnly(bert).eval()
+    ours = classifier_integrated_gradients(wrapped, tokenizer, SENTENCES, target=2, steps=12)
+    direct = classifier_integrated_gradients(bert, tokenizer, SENTENCES, target=2, steps=12)
+    torch.testing.assert_close(ours.attributions["embeddings"], direct.attributions["embeddings"], rtol=1e-12,
+                               atol=1e-14)
+    assert not bert.get_input_embeddings()._forward_hooks  # removed after the call
+
+
+# ---------------------------------------------------------------------------------------- bad input
+def test_bad_rows_are_reported_and_the_rest_processed(bert, tokenizer):
+    too_long = " ".join(["cat"] * 30)
+    res = classifier_integrated_gradients(bert, tokenizer, ["", "the cat", too_long, 7, "   "], target=0, steps=8)
+    assert res.rows == [1]
+    by_row = {e["row"]: e["message"] for e in res.errors}
+    assert set(by_row) == {0, 2, 3, 4}
+    assert "non-empty" in by_row[0] and "non-empty" in by_row[4]
+    assert "at most 24 tokens" in by_row[2] and "got 32" in by_row[2] and "truncation=True" in by_row[2]
+    assert "expected a text" in by_row[3]
+
+
+def test_truncation_warns_and_notes(bert, tokenizer):
+    too_long = " ".join(["cat"] * 30)
+    with pytest.warns(UserWarning, match="truncated from 32 to 24"):
+        res = classifier_integrated_gradients(bert, tokenizer, too_long, target=0, truncation=True, steps=8)
+    assert len(res.tokens[0]) == 24 and res.tokens[0][-1] == "[SEP]"
+    assert any("truncated" in n for n in res.notes[0])
+
+
+def test_all_rows_bad_and_unknown_words(bert, tokenizer):
+    with pytest.raises(InputError, match="no row could be used: row 0: .*row 1"):
+        classifier_integrated_gradients(bert, tokenizer, ["", ""], target=0)
+    batch = encode_texts(tokenizer, ["the zebra"])
+    assert batch.notes[0] and "zebra" in batch.notes[0][0]
+
+
+# ---------------------------------------------------------------------------------------- offline folder, cli
+def test_run_hf_cli_on_a_local_folder(bert, tokenizer, tmp_path, capsys):
+    folder = tmp_path / "tiny-bert"
+    bert.to(torch.float32).save_pretrained(folder)
+    bert.to(F64)
+    tokenizer.save_pretrained(folder)
+    model, tok = load_local_model(folder)
+    assert type(model).__name__ == "BertForSequenceClassification" and model.dtype == F64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = run_hf_cli("the unhappy cat", folder, "pos", tmp_path / "report.html", steps=16)
+    page = paths[0].read_text()
+    assert "unhappy" in page and "##happy" in page and "target pos" in page
+    assert "rel gap" in capsys.readouterr().out
+    with pytest.raises(InputError, match="config.json"):
+        load_local_model(tmp_path / "missing")
