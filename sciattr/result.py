@@ -112,7 +112,7 @@ class Attribution:
         tiny = torch.finfo(denom.dtype).tiny if denom.is_floating_point() else 0
         return torch.where(denom > tiny, gap / denom.clamp_min(tiny), torch.where(gap > tiny, torch.inf, 0.0))
 
-    def rows(self, name: str, example: int) -> torch.Tensor:
+    def example_rows(self, name: str, example: int) -> torch.Tensor:
         """Attributions of input ``name`` belonging to one example."""
         if not 0 <= example < self.n_examples:
             raise InputError(f"example must lie in [0, {self.n_examples - 1}]; got {example}")

@@ -9,6 +9,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# small models run faster on one thread, and results do not depend on the machine's core count
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

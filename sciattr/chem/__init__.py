@@ -9,6 +9,9 @@ Needs the ``chem`` extra (RDKit; torch_geometric for PyG models)::
     res.to_atoms(1), res.to_bonds(1), res.errors
 """
 
+from sciattr.chem.accounting import Accounting, GroupTotal, account, group_total, smarts_totals
+from sciattr.chem.adapter import MoleculeAttribution, explain_graphs, explain_molecules, receptive_radius
+from sciattr.chem.dead_features import ReceptiveFieldReport, receptive_field_report, wl_colours
 from sciattr.chem.featurize import (
     ELEMENTS,
     MAX_ATOMS,
@@ -24,15 +27,34 @@ from sciattr.chem.featurize import (
     prepare_molecule,
 )
 from sciattr.chem.weave import W1N2, W2N2, WeaveLayer, WeaveModel
-from sciattr.chem.adapter import MoleculeAttribution, explain_graphs, explain_molecules, receptive_radius
-from sciattr.chem.accounting import Accounting, GroupTotal, account, group_total, smarts_totals
-from sciattr.chem.dead_features import ReceptiveFieldReport, receptive_field_report, wl_colours
 
 __all__ = [
-    "ELEMENTS", "MAX_ATOMS", "MAX_LINKS", "GraphBatch", "MoleculeGraph", "PyGFeaturizer",
-    "SimpleWeaveFeaturizer", "WeaveFeaturizer", "collate", "featurize_batch", "load_sdf", "prepare_molecule",
-    "W1N2", "W2N2", "WeaveLayer", "WeaveModel",
-    "MoleculeAttribution", "explain_graphs", "explain_molecules", "receptive_radius",
-    "Accounting", "GroupTotal", "account", "group_total", "smarts_totals",
-    "ReceptiveFieldReport", "receptive_field_report", "wl_colours",
+    "ELEMENTS",
+    "MAX_ATOMS",
+    "MAX_LINKS",
+    "W1N2",
+    "W2N2",
+    "Accounting",
+    "GraphBatch",
+    "GroupTotal",
+    "MoleculeAttribution",
+    "MoleculeGraph",
+    "PyGFeaturizer",
+    "ReceptiveFieldReport",
+    "SimpleWeaveFeaturizer",
+    "WeaveFeaturizer",
+    "WeaveLayer",
+    "WeaveModel",
+    "account",
+    "collate",
+    "explain_graphs",
+    "explain_molecules",
+    "featurize_batch",
+    "group_total",
+    "load_sdf",
+    "prepare_molecule",
+    "receptive_field_report",
+    "receptive_radius",
+    "smarts_totals",
+    "wl_colours",
 ]

@@ -24,13 +24,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Union
 
 import torch
 
-from sciattr.errors import InputError
 from sciattr.chem.adapter import MoleculeAttribution
 from sciattr.chem.featurize import Chem
+from sciattr.errors import InputError
 
 __all__ = ["Accounting", "GroupTotal", "account", "group_total", "smarts_totals"]
 
@@ -112,8 +111,8 @@ def _delta(result: MoleculeAttribution, i: int, task) -> float:
     return float(result._task_column(result.delta[i], task))
 
 
-def account(result: MoleculeAttribution, molecules: Union[int, Sequence[int], None] = None, *,
-            task: Optional[int] = None) -> Accounting:
+def account(result: MoleculeAttribution, molecules: int | Sequence[int] | None = None, *,
+            task: int | None = None) -> Accounting:
     """Split ``F(x) - F(x')`` of one molecule (an index) or many (indices; default all)."""
     result = _check(result)
     ids = _molecule_ids(result, molecules)
@@ -139,7 +138,7 @@ def account(result: MoleculeAttribution, molecules: Union[int, Sequence[int], No
                       n_molecules=len(ids))
 
 
-def group_total(result: MoleculeAttribution, i: int, atoms: Sequence[int], *, task: Optional[int] = None,
+def group_total(result: MoleculeAttribution, i: int, atoms: Sequence[int], *, task: int | None = None,
                 links: str = "internal") -> GroupTotal:
     """Attribution carried by the atoms ``atoms`` of molecule ``i`` and by their links."""
     result = _check(result)
@@ -162,8 +161,8 @@ def group_total(result: MoleculeAttribution, i: int, atoms: Sequence[int], *, ta
                       links=float((link_values * weight).sum()), delta=_delta(result, i, task))
 
 
-def smarts_totals(result: MoleculeAttribution, smarts, *, task: Optional[int] = None, links: str = "internal",
-                  molecules: Union[int, Sequence[int], None] = None) -> list[GroupTotal]:
+def smarts_totals(result: MoleculeAttribution, smarts, *, task: int | None = None, links: str = "internal",
+                  molecules: int | Sequence[int] | None = None) -> list[GroupTotal]:
     """:class:`GroupTotal` of every match of ``smarts`` (a SMARTS string or query Mol) in the molecules."""
     result = _check(result)
     pattern = Chem.MolFromSmarts(smarts) if isinstance(smarts, str) else smarts

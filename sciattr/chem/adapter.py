@@ -38,17 +38,14 @@ of a bond are summed into that bond.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import torch
 
-from sciattr.core.batching import Replicas, RowIndex
-from sciattr.core.engine import integrated_gradients
-from sciattr.core.targets import model_output_tensor
-from sciattr.errors import InputError, describe
 from sciattr.chem.featurize import (
     Chem,
     MoleculeGraph,
@@ -58,9 +55,13 @@ from sciattr.chem.featurize import (
     featurize_batch,
 )
 from sciattr.chem.weave import WeaveModel
+from sciattr.core.batching import Replicas, RowIndex
+from sciattr.core.engine import integrated_gradients
+from sciattr.core.targets import model_output_tensor
+from sciattr.errors import InputError, describe
 from sciattr.result import Attribution
 
-__all__ = ["MoleculeAttribution", "explain_molecules", "explain_graphs", "receptive_radius", "ATOMS"]
+__all__ = ["ATOMS", "MoleculeAttribution", "explain_graphs", "explain_molecules", "receptive_radius"]
 
 #: Name of the attributed atom-feature input.
 ATOMS = "atoms"
@@ -102,13 +103,13 @@ class MoleculeAttribution(Attribution):
     errors: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     link_name: str = "pairs"
-    link_index: Optional[torch.Tensor] = None
-    link_bond: Optional[torch.Tensor] = None
+    link_index: torch.Tensor | None = None
+    link_bond: torch.Tensor | None = None
     atom_feature_names: tuple = ()
     link_feature_names: tuple = ()
 
     # ------------------------------------------------------------------ per-row values
-    def _task_column(self, values: torch.Tensor, task: Optional[int]) -> torch.Tensor:
+    def _task_column(self, values: torch.Tensor, task: int | None) -> torch.Tensor:
         if not self.multi_target:
             if task not in (None, 0):
                 raise InputError(f"expected task=None for a single-target result; got {task!r}")
@@ -120,16 +121,16 @@ class MoleculeAttribution(Attribution):
         return values[..., task]
 
     def _mask(self, name: str, i: int) -> torch.Tensor:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < self.n_examples:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < self.n_examples:
             raise InputError(f"expected a molecule index in [0, {self.n_examples - 1}]; got {i!r}")
-        return self.segments[name] == i
+        return self.segments[name] == int(i)
 
-    def atom_values(self, i: int, task: Optional[int] = None) -> torch.Tensor:
+    def atom_values(self, i: int, task: int | None = None) -> torch.Tensor:
         """``(n_atoms,)`` attribution of each atom of molecule ``i`` (summed over its features)."""
         a = self.attributions[ATOMS][self._mask(ATOMS, i)].sum(1)
         return self._task_column(a, task)
 
-    def link_values(self, i: int, task: Optional[int] = None) -> torch.Tensor:
+    def link_values(self, i: int, task: int | None = None) -> torch.Tensor:
         """``(n_links,)`` attribution of each pair (or directed edge) of molecule ``i``."""
         a = self.attributions[self.link_name][self._mask(self.link_name, i)].sum(1)
         return self._task_column(a, task)
@@ -143,14 +144,14 @@ class MoleculeAttribution(Attribution):
         return self.link_bond[self._mask(self.link_name, i).to(self.link_bond.device)]
 
     # ------------------------------------------------------------------ views
-    def to_atoms(self, i: int, task: Optional[int] = None) -> list[dict]:
+    def to_atoms(self, i: int, task: int | None = None) -> list[dict]:
         """Per-atom table of molecule ``i``: ``{"index", "symbol", "attribution"}`` per atom."""
         values = self.atom_values(i, task).tolist()
         mol = self.molecules[i]
         return [{"index": k, "symbol": mol.GetAtomWithIdx(k).GetSymbol(), "attribution": v}
                 for k, v in enumerate(values)]
 
-    def to_pairs(self, i: int, task: Optional[int] = None) -> torch.Tensor:
+    def to_pairs(self, i: int, task: int | None = None) -> torch.Tensor:
         """``(n_atoms, n_atoms)`` symmetric matrix: the attribution of the pair (or of both directed
         edges) joining two atoms, at both ``[a, b]`` and ``[b, a]``; zero where there is no link."""
         values = self.link_values(i, task)
@@ -161,7 +162,7 @@ class MoleculeAttribution(Attribution):
         matrix.index_put_((lo, hi), values, accumulate=True)
         return matrix + matrix.T
 
-    def bond_values(self, i: int, task: Optional[int] = None) -> torch.Tensor:
+    def bond_values(self, i: int, task: int | None = None) -> torch.Tensor:
         """``(n_bonds,)`` attribution of each RDKit bond of molecule ``i`` (its pair, or both edges)."""
         values = self.link_values(i, task)
         bonds = self.link_bonds(i).to(values.device)
@@ -169,14 +170,14 @@ class MoleculeAttribution(Attribution):
         keep = bonds >= 0
         return out.index_add_(0, bonds[keep], values[keep])
 
-    def to_bonds(self, i: int, task: Optional[int] = None) -> list[dict]:
+    def to_bonds(self, i: int, task: int | None = None) -> list[dict]:
         """Per-bond table: ``{"bond", "begin", "end", "bond_type", "attribution"}``."""
         values = self.bond_values(i, task).tolist()
         return [{"bond": b.GetIdx(), "begin": b.GetBeginAtomIdx(), "end": b.GetEndAtomIdx(),
                  "bond_type": str(b.GetBondType()).lower(), "attribution": values[b.GetIdx()]}
                 for b in self.molecules[i].GetBonds()]
 
-    def table(self, level: str = "molecule", task: Optional[int] = None) -> list[dict]:
+    def table(self, level: str = "molecule", task: int | None = None) -> list[dict]:
         """Rows over all molecules: ``level="molecule"`` (scores, totals, gap), ``"atom"`` or ``"bond"``."""
         if level not in ("molecule", "atom", "bond"):
             raise InputError(f"expected level='molecule', 'atom' or 'bond'; got {level!r}")
@@ -190,7 +191,7 @@ class MoleculeAttribution(Attribution):
                 out.extend({**head, **item} for item in items)
         return out
 
-    def _molecule_totals(self, i: int, task: Optional[int]) -> dict:
+    def _molecule_totals(self, i: int, task: int | None) -> dict:
         def pick(t):
             return float(self._task_column(t[i], task))
 
@@ -200,13 +201,17 @@ class MoleculeAttribution(Attribution):
                 "atoms": atoms, self.link_name: links, "gap": atoms + links - pick(self.delta)}
 
     # ------------------------------------------------------------------ storage
+    def to(self, device) -> MoleculeAttribution:
+        moved = super().to(device)
+        return dataclasses.replace(moved, link_index=self.link_index.to(device), link_bond=self.link_bond.to(device))
+
     def _state(self) -> dict:
         state = super()._state()
         state["molecules"] = [Chem.MolToMolBlock(m) for m in self.molecules]
         return state
 
     @classmethod
-    def load(cls, path) -> "MoleculeAttribution":
+    def load(cls, path) -> MoleculeAttribution:
         res = super().load(path)
         res.molecules = [Chem.MolFromMolBlock(block, removeHs=False) for block in res.molecules]
         return res
@@ -222,7 +227,7 @@ class _RaggedGraphModel:
     """
 
     def __init__(self, model: Callable, convention: str, link_name: str, link_index: torch.Tensor,
-                 link_table: RowIndex, fixed_links: Optional[torch.Tensor] = None):
+                 link_table: RowIndex, fixed_links: torch.Tensor | None = None):
         self.model, self.convention, self.link_name = model, convention, link_name
         self.link_index, self.link_table, self.fixed_links = link_index, link_table, fixed_links
 
@@ -248,7 +253,7 @@ def _dtype_device(model) -> tuple[torch.dtype, torch.device]:
     return torch.get_default_dtype(), torch.device("cpu")
 
 
-def receptive_radius(model) -> Optional[int]:
+def receptive_radius(model) -> int | None:
     """Graph radius a model's atom representations are built to see: ``model.receptive_radius``
     when it has one (Weave: one per module), else the number of PyG message-passing layers."""
     radius = getattr(model, "receptive_radius", None)
@@ -342,11 +347,11 @@ def _check_graphs(graphs) -> str:
 
 
 # ---------------------------------------------------------------------------------------- entry points
-def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=None, steps: Union[int, str] = 50,
-                   rule="gausslegendre", baseline: Any = "zeros", featurizer=None, attribute_links: Optional[bool]
-                   = None, batch_size: Optional[int] = None, memory_budget=None, tolerance: Optional[float] = None,
-                   max_steps: int = 1024, store_path: bool = False, rows: Optional[list] = None,
-                   errors: Optional[list] = None) -> MoleculeAttribution:
+def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=None, steps: int | str = 50,
+                   rule="gausslegendre", baseline: Any = "zeros", featurizer=None, attribute_links: bool | None
+                   = None, batch_size: int | None = None, memory_budget=None, tolerance: float | None = None,
+                   max_steps: int = 1024, store_path: bool = False, rows: list | None = None,
+                   errors: list | None = None) -> MoleculeAttribution:
     """Integrated gradients of ``model`` over featurized molecules, all batched together.
 
     Parameters
@@ -425,7 +430,7 @@ def _with_fixed_links(res: Attribution, link_name: str, data: _Union) -> Attribu
 
 
 def explain_molecules(model: Callable, molecules: Sequence, *, featurizer=None, target=None,
-                      steps: Union[int, str] = 50, baseline: Any = "zeros", **options) -> MoleculeAttribution:
+                      steps: int | str = 50, baseline: Any = "zeros", **options) -> MoleculeAttribution:
     """Attribute a molecular model's predictions to atoms, atom pairs and bonds.
 
     Parameters

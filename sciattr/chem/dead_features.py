@@ -5,22 +5,24 @@ Public API
 ``wl_colours(mol, atom_labels, max_radius) -> list[list[int]]``
     Weisfeiler-Lehman colours of every atom at radius ``0 .. max_radius`` (bond types label the
     edges).
-``receptive_field_report(result, *, expected_radius=None, max_radius=3, rtol=1e-4, task=None)``
+``receptive_field_report(result, *, expected_radius=None, max_radius=3, rtol=1e-6, min_share=1e-3, ...)``
     Atoms of one molecule whose attributions are equal within tolerance although their
     neighbourhoods differ, and the radius up to which the attributions tell neighbourhoods apart.
 ``ReceptiveFieldReport``
-    ``collapsed`` pairs, ``effective_radius``, ``expected_radius``, ``flagged`` and ``summary()``.
+    ``collapsed`` pairs, per-radius counts, ``effective_radius``, ``expected_radius``, ``flagged``
+    and ``summary()``.
 
 The estimate. Two atoms of one molecule first differ at WL radius ``d`` (their own features at
 ``d = 0``; their neighbourhoods at ``d >= 1``). A model that sees radius ``r`` gives atoms that
 differ at some radius ``<= r`` different attributions (exact ties are not expected from real
-numbers). So the smallest ``d`` among *collapsed* pairs -- equal attributions, different
-neighbourhoods -- bounds what the model resolves: ``effective_radius = min d - 1``; with no
-collapsed pair up to ``max_radius`` it is ``max_radius``. The report is flagged when
-``effective_radius < expected_radius`` (by default ``result.meta["receptive_radius"]``: the number
-of weave modules or message-passing layers). Sundararajan et al.'s W1N2 anecdote is the case
-``effective_radius = 0 < 1``: atoms of one type with the same bonds get identical attributions
-whatever their neighbours are.
+numbers). So the smallest ``d`` at which pairs *collapse* -- equal attributions, different
+neighbourhoods -- bounds what the model resolves: ``effective_radius = d - 1``; with no such
+radius up to ``max_radius`` it is ``max_radius`` (read: at least). A radius counts only when more
+than ``min_share`` of its pairs collapse, so a rare accidental tie does not decide. The report is
+flagged when ``effective_radius < expected_radius`` (by default ``result.meta["receptive_radius"]``:
+the number of weave modules or message-passing layers). Sundararajan et al.'s W1N2 anecdote is
+the case ``effective_radius = 0 < 1``: atoms of one type with the same bonds get identical
+attributions whatever their neighbours are.
 
 Atom labels at radius 0 are the model's own atom-feature rows, so two atoms that the
 featurization cannot tell apart are never counted as collapsed.
@@ -30,14 +32,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 
-from sciattr.errors import InputError
 from sciattr.chem.adapter import ATOMS, MoleculeAttribution
+from sciattr.errors import InputError
 
-__all__ = ["wl_colours", "receptive_field_report", "ReceptiveFieldReport"]
+__all__ = ["ReceptiveFieldReport", "receptive_field_report", "wl_colours"]
 
 
 def wl_colours(mol, atom_labels: Sequence, max_radius: int) -> list[list[int]]:
@@ -87,21 +88,27 @@ class ReceptiveFieldReport:
     collapsed:
         One dict per collapsed atom pair: ``molecule``, ``atoms`` ``(a, b)``, ``symbols``,
         ``differ_at`` (first WL radius where the neighbourhoods differ) and ``attributions``.
+    compared_by_radius, collapsed_by_radius:
+        Atom pairs (within molecules) first differing at each radius, and how many of them collapsed.
     effective_radius:
-        Largest radius up to which every neighbourhood difference changes the attribution.
+        Largest radius up to which neighbourhood differences change the attribution.
     expected_radius:
         What the architecture suggests (``None`` if unknown).
     max_radius:
         Largest radius examined.
-    n_pairs_compared:
-        Atom pairs (within molecules) whose neighbourhoods differ within ``max_radius``.
     """
 
     collapsed: list = field(default_factory=list)
+    compared_by_radius: dict = field(default_factory=dict)
+    collapsed_by_radius: dict = field(default_factory=dict)
     effective_radius: int = 0
-    expected_radius: Optional[int] = None
+    expected_radius: int | None = None
     max_radius: int = 3
-    n_pairs_compared: int = 0
+
+    @property
+    def n_pairs_compared(self) -> int:
+        """Atom pairs whose neighbourhoods differ within ``max_radius``."""
+        return sum(self.compared_by_radius.values())
 
     @property
     def flagged(self) -> bool:
@@ -109,11 +116,14 @@ class ReceptiveFieldReport:
         return self.expected_radius is not None and self.effective_radius < self.expected_radius
 
     def summary(self) -> str:
-        bound = "" if self.collapsed else ">= "
-        lines = [f"effective radius {bound}{self.effective_radius} (architecture suggests "
-                 f"{self.expected_radius if self.expected_radius is not None else 'unknown'}); "
-                 f"{len(self.collapsed)} of {self.n_pairs_compared} atom pairs with different "
-                 f"neighbourhoods got equal attributions"]
+        bound = ">= " if self.effective_radius == self.max_radius else ""
+        expected = self.expected_radius if self.expected_radius is not None else "unknown"
+        lines = [(f"effective radius {bound}{self.effective_radius} (architecture suggests {expected}); "
+                  f"{len(self.collapsed)} of {self.n_pairs_compared} atom pairs with different "
+                  f"neighbourhoods got equal attributions")]
+        for radius in sorted(self.compared_by_radius):
+            lines.append(f"  first differing at radius {radius}: {self.collapsed_by_radius.get(radius, 0)} of "
+                         f"{self.compared_by_radius[radius]} collapsed")
         if self.flagged:
             lines.append("FLAGGED: atoms with different neighbourhoods are treated identically "
                          "(dead features / receptive field smaller than the architecture's)")
@@ -124,16 +134,9 @@ class ReceptiveFieldReport:
         return "\n".join(lines)
 
 
-def _first_difference(colours: list[list[int]], a: int, b: int) -> Optional[int]:
-    for r, col in enumerate(colours):
-        if col[a] != col[b]:
-            return r
-    return None
-
-
-def receptive_field_report(result: MoleculeAttribution, *, expected_radius: Optional[int] = None,
-                           max_radius: int = 3, rtol: float = 1e-4, task: Optional[int] = None,
-                           molecules: Optional[Sequence[int]] = None) -> ReceptiveFieldReport:
+def receptive_field_report(result: MoleculeAttribution, *, expected_radius: int | None = None,
+                           max_radius: int = 3, rtol: float = 1e-6, min_share: float = 1e-3,
+                           task: int | None = None, molecules: Sequence[int] | None = None) -> ReceptiveFieldReport:
     """Find atoms treated identically although their neighbourhoods differ.
 
     Parameters
@@ -145,8 +148,12 @@ def receptive_field_report(result: MoleculeAttribution, *, expected_radius: Opti
     max_radius:
         Largest WL radius compared.
     rtol:
-        Two atom attributions are equal when they differ by at most ``rtol`` times the largest
-        absolute atom attribution of their molecule.
+        Two atom attributions are equal when ``|a - b| <= rtol * max(|a|, |b|)``. A model blind
+        to a difference gives ties up to rounding (W1N2: exactly equal, float32 or float64);
+        different atoms of a random W2N2 differ by > 1e-5 relative on NCI molecules.
+    min_share:
+        A radius counts as unresolved when more than this share of the pairs first differing
+        there collapse (one accidental tie among thousands of pairs does not flag a model).
     task:
         Which attributed target, for multi-target results.
     molecules:
@@ -154,37 +161,46 @@ def receptive_field_report(result: MoleculeAttribution, *, expected_radius: Opti
     """
     if not isinstance(result, MoleculeAttribution):
         raise InputError(f"expected a MoleculeAttribution; got {type(result).__name__}")
-    if not isinstance(rtol, (int, float)) or isinstance(rtol, bool) or rtol < 0:
-        raise InputError(f"expected rtol to be a number >= 0; got {rtol!r}")
+    for name, value in (("rtol", rtol), ("min_share", min_share)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise InputError(f"expected {name} to be a number >= 0; got {value!r}")
     if expected_radius is None:
         expected_radius = result.meta.get("receptive_radius")
     report = ReceptiveFieldReport(expected_radius=expected_radius, max_radius=max_radius,
                                   effective_radius=max_radius)
     for i in range(result.n_examples) if molecules is None else molecules:
         _examine(result, i, max_radius, rtol, task, report)
-    if report.collapsed:
-        report.effective_radius = min(item["differ_at"] for item in report.collapsed) - 1
+    unresolved = [r for r, n in report.compared_by_radius.items()
+                  if report.collapsed_by_radius.get(r, 0) > min_share * n]
+    if unresolved:
+        report.effective_radius = min(unresolved) - 1
     return report
+
+
+def _first_difference(colours: list[list[int]]) -> torch.Tensor:
+    """``(n, n)`` first radius at which two atoms' colours differ, ``-1`` if they never do."""
+    table = torch.tensor(colours)  # (R + 1, n)
+    differ = table[:, :, None] != table[:, None, :]  # (R + 1, n, n)
+    first = differ.int().argmax(0)
+    return torch.where(differ.any(0), first, torch.full_like(first, -1))
 
 
 def _examine(result: MoleculeAttribution, i: int, max_radius: int, rtol: float, task, report) -> None:
     values = result.atom_values(i, task).detach().double().cpu()
     rows = result.inputs[ATOMS][result.segments[ATOMS] == i].cpu()
-    labels = [tuple(row.tolist()) for row in rows]
     mol = result.molecules[i]
-    colours = wl_colours(mol, labels, max_radius)
-    tolerance = rtol * float(values.abs().max()) if values.numel() else 0.0
-    n = values.shape[0]
-    close = (values[:, None] - values[None, :]).abs() <= tolerance
-    for a in range(n):
-        for b in range(a + 1, n):
-            radius = _first_difference(colours, a, b)
-            if radius is None:
-                continue
-            report.n_pairs_compared += 1
-            if bool(close[a, b]):
-                report.collapsed.append({
-                    "molecule": i, "atoms": (a, b),
-                    "symbols": (mol.GetAtomWithIdx(a).GetSymbol(), mol.GetAtomWithIdx(b).GetSymbol()),
-                    "differ_at": radius, "attributions": (float(values[a]), float(values[b])),
-                })
+    first = _first_difference(wl_colours(mol, [tuple(row.tolist()) for row in rows], max_radius))
+    scale = torch.maximum(values[:, None].abs(), values[None, :].abs())
+    close = (values[:, None] - values[None, :]).abs() <= rtol * scale
+    upper = torch.ones_like(close).triu(1)
+    compared = upper & (first >= 0)
+    for radius, count in zip(*torch.unique(first[compared], return_counts=True)):
+        report.compared_by_radius[int(radius)] = report.compared_by_radius.get(int(radius), 0) + int(count)
+    for a, b in (compared & close).nonzero().tolist():
+        radius = int(first[a, b])
+        report.collapsed_by_radius[radius] = report.collapsed_by_radius.get(radius, 0) + 1
+        report.collapsed.append({
+            "molecule": i, "atoms": (a, b),
+            "symbols": (mol.GetAtomWithIdx(a).GetSymbol(), mol.GetAtomWithIdx(b).GetSymbol()),
+            "differ_at": radius, "attributions": (float(values[a]), float(values[b])),
+        })

@@ -56,7 +56,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -67,8 +67,18 @@ Chem = require("rdkit.Chem", "chem")
 _rdBase = require("rdkit.rdBase", "chem")
 
 __all__ = [
-    "ELEMENTS", "MAX_ATOMS", "MAX_LINKS", "MoleculeGraph", "GraphBatch", "SimpleWeaveFeaturizer",
-    "WeaveFeaturizer", "PyGFeaturizer", "featurize_batch", "collate", "load_sdf", "prepare_molecule",
+    "ELEMENTS",
+    "MAX_ATOMS",
+    "MAX_LINKS",
+    "GraphBatch",
+    "MoleculeGraph",
+    "PyGFeaturizer",
+    "SimpleWeaveFeaturizer",
+    "WeaveFeaturizer",
+    "collate",
+    "featurize_batch",
+    "load_sdf",
+    "prepare_molecule",
 ]
 
 #: Elements with their own one-hot column; everything else is ``element=other``.
@@ -158,7 +168,7 @@ class GraphBatch:
     link_batch: torch.Tensor
     n_graphs: int
 
-    def to(self, device=None, dtype=None) -> "GraphBatch":
+    def to(self, device=None, dtype=None) -> GraphBatch:
         return GraphBatch(self.atoms.to(device=device, dtype=dtype), self.links.to(device=device, dtype=dtype),
                           self.link_index.to(device), self.atom_batch.to(device), self.link_batch.to(device),
                           self.n_graphs)
@@ -196,7 +206,7 @@ def _parse_smiles(text: str):
             raise InputError(f"expected a valid SMILES; got {text!r} (RDKit cannot parse it)")
         try:
             Chem.SanitizeMol(mol)
-        except Exception as exc:  # RDKit raises its own exception types (valence, kekulization)
+        except Chem.rdchem.MolSanitizeException as exc:  # valence, kekulization, ...
             raise InputError(f"expected a chemically valid SMILES; got {text!r} ({exc})") from None
     finally:
         del blocker
@@ -249,8 +259,8 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
     blocker = _rdBase.BlockLogs()
     try:
         mol = Chem.AddHs(mol) if hydrogens == "explicit" else Chem.RemoveHs(mol)
-    except Exception as exc:  # RDKit sanitization errors of a Mol passed in unsanitized
-        raise InputError(f"expected a sanitizable molecule; got {Chem.MolToSmiles(mol)!r} ({exc})") from None
+    except (Chem.rdchem.MolSanitizeException, RuntimeError) as exc:  # a Mol passed in unsanitized
+        raise InputError(f"expected a sanitizable molecule; got {_input_text(mol)!r} ({exc})") from None
     finally:
         del blocker
     if mol.GetNumHeavyAtoms() == 0:
@@ -264,7 +274,7 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
     return mol, torch.tensor(source, dtype=torch.long), tuple(notes)
 
 
-def load_sdf(path: Union[str, os.PathLike]) -> list:
+def load_sdf(path: str | os.PathLike) -> list:
     """All records of an SDF file as RDKit molecules, ``None`` where a record cannot be read."""
     if not os.path.exists(path):
         raise InputError(f"expected an existing SDF file; got {os.fspath(path)!r}")
@@ -325,7 +335,7 @@ _FULL_ATOM_NAMES = (
 )
 
 
-def _smallest_ring_code(atom, ring_info) -> Optional[int]:
+def _smallest_ring_code(atom, ring_info) -> int | None:
     for size in range(3, 8):
         if ring_info.IsAtomInRingOfSize(atom.GetIdx(), size):
             return size - 3
@@ -368,7 +378,7 @@ def _distance_matrix(mol) -> np.ndarray:
     return dist
 
 
-def _pair_table(mol, max_distance: Optional[int], max_links: int):
+def _pair_table(mol, max_distance: int | None, max_links: int):
     """``(i, j, distance, bond_index)`` arrays of the unordered pairs within the cutoff."""
     n = mol.GetNumAtoms()
     dist = _distance_matrix(mol)
@@ -473,7 +483,7 @@ class _Featurizer:
 
 @dataclass(frozen=True)
 class _PairFeaturizer(_Featurizer):
-    max_distance: Optional[int] = 2
+    max_distance: int | None = 2
 
     def __post_init__(self):
         if self.max_distance is not None and (isinstance(self.max_distance, bool)
@@ -596,7 +606,7 @@ class PyGFeaturizer(_Featurizer):
         return feats, index, bond_ids
 
 
-Featurizer = Union[SimpleWeaveFeaturizer, WeaveFeaturizer, PyGFeaturizer]
+Featurizer = SimpleWeaveFeaturizer | WeaveFeaturizer | PyGFeaturizer
 
 
 def featurize_batch(featurizer: Featurizer, items: Sequence[MoleculeInput]):
@@ -629,6 +639,6 @@ def _input_text(item) -> str:
     if isinstance(item, Chem.Mol):
         try:
             return Chem.MolToSmiles(item)
-        except Exception:  # an unsanitizable Mol still needs a label
+        except (RuntimeError, ValueError):  # an unsanitizable Mol still needs a label
             return "<RDKit Mol>"
     return describe(item)

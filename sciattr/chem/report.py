@@ -19,6 +19,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from sciattr.chem.accounting import account
 from sciattr.chem.draw import draw_attribution, draw_attribution_grid, save_picture
 from sciattr.chem.substructures import atom_scores
 from sciattr.errors import InputError, describe
@@ -51,16 +52,13 @@ def _scalar(value, task: Optional[int]) -> float:
 
 
 def _accounting(result, index: int, task: Optional[int]) -> dict:
-    """Where the attribution of one molecule went: atom features, bonded links, other pairs."""
-    atoms = float(result.atom_values(index, task).sum())
-    links = result.link_values(index, task).detach().double().cpu().numpy()
-    bonded = result.link_bonds(index).cpu().numpy() >= 0
-    prediction = _scalar(result.forward_x[index], task)
-    baseline = _scalar(result.forward_baseline[index], task)
-    total = atoms + float(links.sum())
-    return {"prediction": prediction, "baseline": baseline, "difference": prediction - baseline,
-            "atoms": atoms, "bonds": float(links[bonded].sum()), "other_pairs": float(links[~bonded].sum()),
-            "total": total, "gap": total - (prediction - baseline)}
+    """Where the attribution of one molecule went (atom features, bonds, other pairs) and the scores."""
+    parts = account(result, index, task=task)
+    return {"prediction": _scalar(result.forward_x[index], task),
+            "baseline": _scalar(result.forward_baseline[index], task), "difference": parts.delta,
+            "atoms": parts.atoms, "bonds": parts.bonded, "other_pairs": parts.nonbonded,
+            "total": parts.atoms + parts.bonded + parts.nonbonded, "gap": parts.gap,
+            "by_element": parts.by_element, "by_bond_type": parts.by_bond_type}
 
 
 def _top_feature(result, index: int, task: Optional[int]) -> list[str]:
@@ -101,9 +99,17 @@ def _accounting_table(acc: dict, link_name: str) -> str:
                ("F(x) − F(x')", acc["difference"]), ("atom features", acc["atoms"]),
                (f"{link_name} that are bonds", acc["bonds"]), (f"{link_name} that are not bonds", acc["other_pairs"]),
                ("sum of attributions", acc["total"]), ("completeness gap", acc["gap"])]
-    rows = "".join(f"<tr><td class='l'>{html.escape(name)}</td><td>{value:+.6g}</td></tr>" for name, value in entries)
-    return (f"<table>{rows}<tr><td class='l'>relative gap |gap| / |F(x) − F(x')|</td><td>{relative:.2%}</td></tr>"
+    entries += [(f"  atoms of element {k}", v) for k, v in sorted(acc["by_element"].items())]
+    entries += [(f"  {k} bonds", v) for k, v in sorted(acc["by_bond_type"].items())]
+    rows = "".join(f"<tr><td class='l'>{html.escape(name)}</td><td>{value:+.6g}</td>"
+                   f"<td>{_share(value, acc['difference'])}</td></tr>" for name, value in entries)
+    return (f"<table><tr><th class='l'>part</th><th>value</th><th>share of F(x) − F(x')</th></tr>{rows}"
+            f"<tr><td class='l'>relative gap |gap| / |F(x) − F(x')|</td><td>{relative:.2%}</td><td></td></tr>"
             "</table>")
+
+
+def _share(value: float, whole: float) -> str:
+    return f"{value / whole:.1%}" if whole else ""
 
 
 def molecule_report(result, path: Union[str, os.PathLike], *, index: int = 0, task: Optional[int] = None,

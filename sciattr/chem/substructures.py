@@ -334,15 +334,21 @@ class RGroupComparison:
     fit: FreeWilsonFit
     n_molecules: int
 
-    def ranking(self, by: str = "attribution") -> list[tuple[str, str]]:
-        """Keys ordered from the most positive to the most negative (``by`` = ``"attribution"``
-        or ``"free_wilson"``)."""
+    def centred(self, by: str = "attribution") -> dict[tuple[str, str], float]:
+        """Values of each key minus the count-weighted mean of its position (``by`` =
+        ``"attribution"`` or ``"free_wilson"``): comparable across positions."""
         if by not in ("attribution", "free_wilson"):
             raise InputError(f"expected by='attribution' or 'free_wilson'; got {by!r}")
         values = self.attribution if by == "attribution" else self.free_wilson
+        return dict(zip(self.keys, _centred(values, self.counts, self.keys)))
+
+    def ranking(self, by: str = "attribution") -> list[tuple[str, str]]:
+        """Keys from the most positive to the most negative centred value (see :meth:`centred`)."""
+        values = self.centred(by)
         return sorted(self.keys, key=lambda k: (-values[k], k))
 
     def table(self) -> list[dict]:
+        """One dict per key, in attribution order: raw values and both (centred) ranks."""
         rank_a = {k: r + 1 for r, k in enumerate(self.ranking("attribution"))}
         rank_f = {k: r + 1 for r, k in enumerate(self.ranking("free_wilson"))}
         return [{"position": k[0], "substituent": k[1], "count": self.counts[k],
@@ -352,6 +358,7 @@ class RGroupComparison:
 
 
 def _centred(values: dict, counts: dict, keys: list) -> np.ndarray:
+    """``values[k]`` minus the count-weighted mean over the keys of ``k``'s position."""
     by_label: dict[str, list] = defaultdict(list)
     for k in keys:
         by_label[k[0]].append(k)

@@ -30,14 +30,12 @@ Sundararajan et al. ("Gradients of Counterfactuals", section on W1N2). A second 
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
 from sciattr.errors import InputError, describe
 
-__all__ = ["WeaveLayer", "WeaveModel", "GaussianHistogram", "W1N2", "W2N2"]
+__all__ = ["W1N2", "W2N2", "GaussianHistogram", "WeaveLayer", "WeaveModel"]
 
 
 def _sum_over_pairs(values: torch.Tensor, pair_index: torch.Tensor, n_atoms: int) -> torch.Tensor:
@@ -69,7 +67,7 @@ class WeaveLayer(nn.Module):
             self.pair_out = nn.Linear(2 * n_hidden, n_pair_out)
 
     def forward(self, atoms: torch.Tensor, pairs: torch.Tensor,
-                pair_index: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+                pair_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``atoms (N, F_a)``, ``pairs (P, F_p)``, ``pair_index (2, P)`` -> new ``(atoms, pairs or None)``."""
         aa = torch.relu(self.atom_to_atom(atoms))
         pa = _sum_over_pairs(torch.relu(self.pair_to_atom(pairs)), pair_index, atoms.shape[0])
@@ -171,7 +169,7 @@ class WeaveModel(nn.Module):
         return self.n_weave
 
     def forward(self, atoms: torch.Tensor, pairs: torch.Tensor, pair_index: torch.Tensor,
-                atom_batch: torch.Tensor, n_molecules: Optional[int] = None) -> torch.Tensor:
+                atom_batch: torch.Tensor, n_molecules: int | None = None) -> torch.Tensor:
         if atoms.dim() != 2 or atoms.shape[1] != self.n_atom_features:
             raise InputError(f"expected atoms of shape (N, {self.n_atom_features}); got {tuple(atoms.shape)}")
         if pairs.dim() != 2 or pairs.shape[1] != self.n_pair_features:

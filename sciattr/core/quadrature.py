@@ -7,6 +7,7 @@ Each rule is a pure function ``rule(n, dtype, device) -> (alphas, weights)`` ret
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -63,6 +64,14 @@ def trapezoid(n: int, dtype=torch.float64, device="cpu"):
     return _as(np.linspace(0.0, 1.0, n), dtype, device), _as(w, dtype, device)
 
 
+@functools.lru_cache(maxsize=64)
+def _legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(n)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    return x, w
+
+
 def gauss_legendre(n: int, dtype=torch.float64, device="cpu"):
     """Gauss-Legendre rule mapped to [0, 1]: exact for polynomials of degree ``2n - 1``.
 
@@ -70,7 +79,7 @@ def gauss_legendre(n: int, dtype=torch.float64, device="cpu"):
     batch so that completeness can be checked.
     """
     n = _check_n(n)
-    x, w = np.polynomial.legendre.leggauss(n)
+    x, w = _legendre_nodes(n)
     return _as(0.5 * (x + 1.0), dtype, device), _as(0.5 * w, dtype, device)
 
 

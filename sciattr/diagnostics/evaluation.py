@@ -10,8 +10,7 @@ is called as ``model(**inputs, replicas=Replicas)`` (see :mod:`sciattr.core.batc
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import Callable, Optional
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
@@ -21,7 +20,7 @@ from sciattr.core.engine import normalize_inputs
 from sciattr.core.targets import resolve_target
 from sciattr.errors import InputError, ModelOutputError, describe
 
-__all__ = ["CopyEvaluator", "MakeRows", "DEFAULT_ELEMENT_BUDGET", "check_segments"]
+__all__ = ["DEFAULT_ELEMENT_BUDGET", "CopyEvaluator", "MakeRows", "check_segments"]
 
 #: Default bound on the number of input elements per forward pass (about 128 MB of float64).
 DEFAULT_ELEMENT_BUDGET = 2**24
@@ -32,7 +31,7 @@ DEFAULT_ELEMENT_BUDGET = 2**24
 MakeRows = Callable[[str, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def check_segments(named: dict[str, torch.Tensor], segments: Optional[Mapping]) -> tuple[int, Optional[dict]]:
+def check_segments(named: dict[str, torch.Tensor], segments: Mapping | None) -> tuple[int, dict | None]:
     """Validate ragged ``segments`` (or dense inputs) and return ``(n_examples, segments)``."""
     if segments is None:
         sizes = {name: x.shape[0] for name, x in named.items()}
@@ -74,8 +73,8 @@ class CopyEvaluator:
         inputs passed unchanged.
     """
 
-    def __init__(self, model: Callable, inputs, *, target=None, segments: Optional[Mapping] = None,
-                 forward_kwargs: Optional[Mapping] = None):
+    def __init__(self, model: Callable, inputs, *, target=None, segments: Mapping | None = None,
+                 forward_kwargs: Mapping | None = None):
         self.model = model
         self.named, self.bare = normalize_inputs(inputs)
         if segments is not None and self.bare:
@@ -138,8 +137,8 @@ class CopyEvaluator:
         return {name: resolve_baseline(specs[name], x, name) for name, x in self.named.items()}
 
     # ------------------------------------------------------------------ evaluation
-    def forwards(self, n_copies: int, make_rows: MakeRows, *, alphas: Optional[torch.Tensor] = None,
-                 batch_size: Optional[int] = None) -> Iterator[tuple[Replicas, torch.Tensor, object]]:
+    def forwards(self, n_copies: int, make_rows: MakeRows, *, alphas: torch.Tensor | None = None,
+                 batch_size: int | None = None) -> Iterator[tuple[Replicas, torch.Tensor, object]]:
         """Run the model on all ``n x n_copies`` replicas, chunk by chunk.
 
         Yields ``(replicas, copy, output)`` per forward pass: the chunk's replicas (example and
@@ -178,7 +177,7 @@ class CopyEvaluator:
             raise ModelOutputError(f"expected finite model scores; got non-finite ones for examples {bad[:10]}")
         return scores[:, 0]
 
-    def scores(self, n_copies: int, make_rows: MakeRows, *, batch_size: Optional[int] = None) -> torch.Tensor:
+    def scores(self, n_copies: int, make_rows: MakeRows, *, batch_size: int | None = None) -> torch.Tensor:
         """``(n, n_copies)`` scores of every copy of every example."""
         out = None
         for reps, copy, output in self.forwards(n_copies, make_rows, batch_size=batch_size):

@@ -12,21 +12,47 @@ elements' attributions; removing it replaces all its elements by the baseline.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Optional, Union
 
 import torch
 
 from sciattr.core.batching import RowIndex
+from sciattr.core.engine import DEFAULT_INPUT_NAME
 from sciattr.errors import InputError, describe
 from sciattr.result import Attribution
 
-__all__ = ["FeatureMap", "attribution_maps", "ORDERS"]
+__all__ = ["ORDERS", "FeatureMap", "attribution_maps", "named_values"]
 
 #: How features are ranked for removal: by signed attribution (largest first), by the negated
 #: attribution (most negative first) or by magnitude.
 ORDERS = ("descending", "ascending", "absolute")
 
-AttributionLike = Union[Attribution, torch.Tensor, Mapping[str, torch.Tensor]]
+AttributionLike = Attribution | torch.Tensor | Mapping[str, torch.Tensor]
+
+
+def named_values(value, like: Mapping[str, torch.Tensor] | None, what: str) -> dict[str, torch.Tensor]:
+    """``value`` as a mapping name -> tensor.
+
+    An :class:`~sciattr.Attribution` gives its attributions (one target only); a bare tensor
+    belongs to the only input of ``like`` (or to ``"input"`` when ``like`` is ``None``).
+    """
+    if isinstance(value, Attribution):
+        if value.multi_target:
+            raise InputError(f"expected {what} of one target per example; got a multi-target result")
+        out = dict(value.attributions)
+    elif isinstance(value, torch.Tensor):
+        if like is not None and len(like) != 1:
+            raise InputError(f"expected {what} as a mapping name -> tensor for the inputs {list(like)}; got one tensor")
+        out = {DEFAULT_INPUT_NAME if like is None else next(iter(like)): value}
+    elif isinstance(value, Mapping):
+        out = dict(value)
+    else:
+        raise InputError(f"expected {what} as an Attribution, a tensor or a mapping name -> tensor; "
+                         f"got {describe(value)}")
+    if not out:
+        raise InputError(f"expected {what} for at least one input; got none")
+    if like is not None and set(out) != set(like):
+        raise InputError(f"expected {what} for the inputs {sorted(like)}; got {sorted(out)}")
+    return out
 
 
 def attribution_maps(attributions: AttributionLike, named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -35,20 +61,7 @@ def attribution_maps(attributions: AttributionLike, named: dict[str, torch.Tenso
     ``attributions`` is an :class:`~sciattr.Attribution` (single target), a tensor (for a single
     input) or a mapping name -> tensor.
     """
-    if isinstance(attributions, Attribution):
-        if attributions.multi_target:
-            raise InputError("expected an attribution of one target per example; got a multi-target result")
-        maps = dict(attributions.attributions)
-    elif isinstance(attributions, torch.Tensor):
-        if len(named) != 1:
-            raise InputError(f"expected a mapping name -> tensor for the inputs {list(named)}; got one tensor")
-        maps = {next(iter(named)): attributions}
-    elif isinstance(attributions, Mapping):
-        maps = dict(attributions)
-    else:
-        raise InputError(f"expected an Attribution, a tensor or a mapping name -> tensor; got {describe(attributions)}")
-    if set(maps) != set(named):
-        raise InputError(f"expected attributions for the inputs {sorted(named)}; got {sorted(maps)}")
+    maps = named_values(attributions, named, "attributions")
     out = {}
     for name, x in named.items():
         a = maps[name]
@@ -100,7 +113,7 @@ class FeatureMap:
     """
 
     def __init__(self, named: dict[str, torch.Tensor], example_of_rows: dict[str, torch.Tensor], n_examples: int,
-                 groups: Optional[Mapping[str, torch.Tensor]] = None):
+                 groups: Mapping[str, torch.Tensor] | None = None):
         groups = dict(groups or {})
         unknown = set(groups) - set(named)
         if unknown:

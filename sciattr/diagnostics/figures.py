@@ -13,7 +13,7 @@ import numpy as np
 
 from sciattr.errors import InputError, describe, require
 
-__all__ = ["new_figure", "save_figure", "figure_image", "FORMATS"]
+__all__ = ["FORMATS", "figure_image", "new_figure", "save_figure"]
 
 #: File types the plot functions write, by suffix.
 FORMATS = (".png", ".svg", ".pdf")

@@ -8,15 +8,13 @@ the interior gradients at every node and the integrated gradients of the same gr
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from sciattr.core.engine import integrated_gradients, normalize_inputs
 from sciattr.errors import InputError, describe
 from sciattr.result import Attribution
 
-__all__ = ["DEFAULT_ALPHAS", "alpha_grid", "trapezoid_weights", "cumulative_trapezoid", "attribute_on_grid"]
+__all__ = ["DEFAULT_ALPHAS", "alpha_grid", "attribute_on_grid", "cumulative_trapezoid", "trapezoid_weights"]
 
 #: Default number of equally spaced grid points on [0, 1].
 DEFAULT_ALPHAS = 21
@@ -64,7 +62,7 @@ def cumulative_trapezoid(values: torch.Tensor, alphas: torch.Tensor) -> torch.Te
 
 
 def attribute_on_grid(model, inputs, alphas=None, *, baselines=None, target=None, forward_kwargs=None,
-                      segments=None, batch_size: Optional[int] = None, memory_budget=None) -> Attribution:
+                      segments=None, batch_size: int | None = None, memory_budget=None) -> Attribution:
     """Integrated gradients on a grid of alphas (trapezoid rule) with the path recorded.
 
     Returns the engine's :class:`~sciattr.Attribution`; ``result.path.alphas`` is the grid,

@@ -11,7 +11,7 @@ import torch
 
 from sciattr.errors import InputError, describe
 
-__all__ = ["average_ranks", "spearman", "auroc"]
+__all__ = ["auroc", "average_ranks", "spearman"]
 
 
 def _as_float64(values, what: str) -> torch.Tensor:

@@ -22,9 +22,8 @@ torch.Size([2, 21])
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import torch
 
@@ -36,10 +35,19 @@ from sciattr.diagnostics.grid import alpha_grid, attribute_on_grid
 from sciattr.errors import InputError, describe
 from sciattr.result import Attribution
 
-__all__ = ["SaturationCurve", "LayerSaturation", "saturation_curve", "curve_from_attribution",
-           "layer_saturation", "plot_saturation", "plot_layer_saturation", "interpolate", "first_crossing"]
+__all__ = [
+    "LayerSaturation",
+    "SaturationCurve",
+    "curve_from_attribution",
+    "first_crossing",
+    "interpolate",
+    "layer_saturation",
+    "plot_layer_saturation",
+    "plot_saturation",
+    "saturation_curve",
+]
 
-Layers = Union[str, torch.nn.Module, Sequence, Mapping[str, torch.nn.Module]]
+Layers = str | torch.nn.Module | Sequence | Mapping[str, torch.nn.Module]
 
 
 def interpolate(alphas: torch.Tensor, values: torch.Tensor, at: float) -> torch.Tensor:
@@ -147,7 +155,7 @@ def curve_from_attribution(result: Attribution) -> SaturationCurve:
 
 
 def saturation_curve(model: Callable, inputs, *, alphas=None, baselines=None, target=None, forward_kwargs=None,
-                     segments=None, batch_size: Optional[int] = None, memory_budget=None) -> SaturationCurve:
+                     segments=None, batch_size: int | None = None, memory_budget=None) -> SaturationCurve:
     """Score and gradients of ``model`` along the straight path from the baseline to each input.
 
     Parameters
@@ -240,8 +248,8 @@ def _replica_vectors(act: torch.Tensor, reps, label: str) -> list[torch.Tensor]:
 
 
 def layer_saturation(model: Callable, inputs, layers: Layers, *, alphas=None, baselines=None, forward_kwargs=None,
-                     segments=None, batch_size: Optional[int] = None,
-                     activation: Optional[Callable] = None) -> dict[str, LayerSaturation]:
+                     segments=None, batch_size: int | None = None,
+                     activation: Callable | None = None) -> dict[str, LayerSaturation]:
     """L2 and cosine distance of layer activations at ``x' + a (x - x')`` to those at ``x``.
 
     Parameters
@@ -314,7 +322,7 @@ def _lines(ax, alphas: torch.Tensor, rows: torch.Tensor, ylabel: str, title: str
     ax.grid(alpha=0.3)
 
 
-def plot_saturation(curve: SaturationCurve, path, *, normalize: bool = False, title: Optional[str] = None):
+def plot_saturation(curve: SaturationCurve, path, *, normalize: bool = False, title: str | None = None):
     """Two panels: the score along the path (Figs. 2, 8, 13a) and the gradient sum (Fig. 13b).
 
     ``normalize=True`` plots the fraction of the total score change instead of the raw score.
@@ -334,7 +342,7 @@ def plot_saturation(curve: SaturationCurve, path, *, normalize: bool = False, ti
     return save_figure(fig, path)
 
 
-def plot_layer_saturation(layers: Mapping[str, LayerSaturation], path, *, title: Optional[str] = None):
+def plot_layer_saturation(layers: Mapping[str, LayerSaturation], path, *, title: str | None = None):
     """One row per layer: L2 and cosine distance to the activations at the input (Fig. 12)."""
     if not isinstance(layers, Mapping) or not layers or \
             not all(isinstance(v, LayerSaturation) for v in layers.values()):

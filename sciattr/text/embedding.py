@@ -270,8 +270,7 @@ class _ScoredForward:
         if out.dim() != 2:
             raise ModelOutputError(
                 "expected an output of shape (rows, units) at the scored position; got shape "
-                f"{tuple(out.shape)} "
-                f"(per-position outputs need position='last' or an index)"
+                f"{tuple(out.shape)} (per-position outputs need position='last' or an index)"
             )
         if self.score == "log_prob":
             out = torch.log_softmax(out, dim=-1)
@@ -279,14 +278,12 @@ class _ScoredForward:
             out = torch.softmax(out, dim=-1)
         if unit is None:
             if out.shape[1] != 1:
-                raise TargetError(
-                    f"expected one output per sentence for target=None; got {out.shape[1]} units; pass "
-                    "target=<index>"
-                )
+                raise TargetError(f"expected one output per sentence for target=None; got {out.shape[1]} "
+                                  f"units; pass target=<index>")
             return out[:, 0]
         unit = unit.to(out.device)
         if int(unit.max()) >= out.shape[1]:
-            raise TargetError(f"expected targets in [0, {out.shape[1] - 1}]; got {max(set(unit.tolist()))}")
+            raise TargetError(f"expected targets in [0, {out.shape[1] - 1}]; got {int(unit.max())}")
         return out.gather(1, unit[:, None])[:, 0]
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Optional
 
 from sciattr.text.huggingface import hf_integrated_gradients, load_local_model, model_kind
 
-__all__ = ["run_hf_cli", "write_token_report"]
+__all__ = ["CLI_TOLERANCE", "run_hf_cli", "write_token_report"]
+
+#: Relative completeness gap the command line refines the step count to reach.
+CLI_TOLERANCE = 0.01
 
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
         ".tok{padding:0.1em 0.25em;border-radius:0.25em;line-height:2em;white-space:pre}"
@@ -27,7 +29,8 @@ def run_hf_cli(text: str, model_path, target=None, out_path="reports/text.html",
     """Attribute ``text`` with the model in ``model_path``; write an HTML report to ``out_path``.
 
     ``target``: the class index or label (classifier), the next token (causal LM) or the output
-    text (encoder--decoder); ``None`` takes the model's prediction. Returns the written paths.
+    text (encoder--decoder); ``None`` takes the model's prediction. Steps start at ``steps`` and
+    double (up to 1024) until every completeness gap is below 1%. Returns the written paths.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sciattr.text.smiles_tokens import is_smiles_vocabulary, split_smiles
@@ -36,7 +39,8 @@ def run_hf_cli(text: str, model_path, target=None, out_path="reports/text.html",
     kind = model_kind(model)
     smiles = kind == "classifier" and is_smiles_vocabulary(tokenizer)
     options = {"split": split_smiles} if smiles else {}
-    res = hf_integrated_gradients(model, tokenizer, text, target=target, steps=steps, **options)
+    res = hf_integrated_gradients(model, tokenizer, text, target=target, steps=steps, tolerance=CLI_TOLERANCE,
+                                  max_steps=1024, **options)
     out_path = Path(out_path)
     title = f"{Path(model_path).name}: {text}"
     if kind == "seq2seq":
@@ -102,7 +106,7 @@ def _atom_block(res, example: int, out_path: Path) -> tuple[str, list[Path]]:
     return "".join(parts), pictures
 
 
-def _try_draw(draw, res, example, side, out_path: Path) -> Optional[Path]:
+def _try_draw(draw, res, example, side, out_path: Path) -> Path | None:
     from sciattr.errors import MissingDependencyError
 
     try:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
 
 import torch
 
@@ -39,9 +39,19 @@ from sciattr.text.seq2seq import Seq2SeqAttribution, attribute_outputs
 from sciattr.text.tokens import TokenAttribution
 
 __all__ = [
-    "EncodedTexts", "encode_texts", "HFTokenAttribution", "HFSeq2SeqAttribution", "model_kind", "max_positions",
-    "classifier_integrated_gradients", "causal_lm_integrated_gradients", "seq2seq_integrated_gradients",
-    "hf_integrated_gradients", "load_local_model", "KINDS", "TeacherForcedScores",
+    "KINDS",
+    "EncodedTexts",
+    "HFSeq2SeqAttribution",
+    "HFTokenAttribution",
+    "TeacherForcedScores",
+    "causal_lm_integrated_gradients",
+    "classifier_integrated_gradients",
+    "encode_texts",
+    "hf_integrated_gradients",
+    "load_local_model",
+    "max_positions",
+    "model_kind",
+    "seq2seq_integrated_gradients",
 ]
 
 KINDS = ("classifier", "causal_lm", "seq2seq")
@@ -68,7 +78,7 @@ class EncodedTexts:
     notes: list
 
 
-def max_positions(model) -> Optional[int]:
+def max_positions(model) -> int | None:
     """Longest input the model accepts (``config.max_position_embeddings``), ``None`` if unbounded."""
     config = getattr(model, "config", None)
     for name in ("max_position_embeddings", "n_positions"):
@@ -78,7 +88,7 @@ def max_positions(model) -> Optional[int]:
     return None
 
 
-def _encode_one(tokenizer, text: str, split: Optional[Splitter], limit: Optional[int]):
+def _encode_one(tokenizer, text: str, split: Splitter | None, limit: int | None):
     """``(ids, tokens, word_ids)`` of one text, truncated to ``limit`` tokens when given."""
     if split is None:
         enc = tokenizer(text, add_special_tokens=True, truncation=limit is not None, max_length=limit)
@@ -108,8 +118,8 @@ def _word_ids_from_offsets(tokenizer, text, ids):
     return words_from_offsets(text, enc["offset_mapping"])
 
 
-def encode_texts(tokenizer, texts: Union[str, Sequence[str]], *, max_length: Optional[int] = None,
-                 truncation: bool = False, split: Optional[Splitter] = None, device=None) -> EncodedTexts:
+def encode_texts(tokenizer, texts: str | Sequence[str], *, max_length: int | None = None,
+                 truncation: bool = False, split: Splitter | None = None, device=None) -> EncodedTexts:
     """Tokenize ``texts`` row by row; rows that cannot be used are reported, not raised.
 
     Parameters
@@ -275,8 +285,6 @@ def _check_model(model) -> None:
     require("transformers", "text")
     if not isinstance(model, torch.nn.Module) or not callable(getattr(model, "get_input_embeddings", None)):
         raise InputError(f"expected a Hugging Face PreTrainedModel; got {describe(model)}")
-    if model.training:
-        model.eval()
 
 
 def _device(model):
@@ -285,7 +293,7 @@ def _device(model):
 
 def classifier_integrated_gradients(
     model, tokenizer, texts, *, target="predicted", score: str = "logit", baseline="zeros",
-    keep_special: bool = True, truncation: bool = False, split: Optional[Splitter] = None, steps=50, **options,
+    keep_special: bool = True, truncation: bool = False, split: Splitter | None = None, steps=50, **options,
 ) -> HFTokenAttribution:
     """Attribute a sequence classifier's class score to the tokens of each text.
 
@@ -317,7 +325,7 @@ def classifier_integrated_gradients(
     _check_model(model)
     batch = encode_texts(tokenizer, texts, max_length=max_positions(model), truncation=truncation, split=split,
                          device=_device(model))
-    target = _class_target(model, target, len(batch.rows))
+    target = _per_row(target, batch, lambda t: _class_unit(model, t))
     res = embedding_integrated_gradients(
         _spec(model), batch.ids, attention_mask=batch.attention_mask, target=target, score=score,
         baseline=_baseline_id(tokenizer, baseline), special_ids=tokenizer.all_special_ids,
@@ -326,15 +334,25 @@ def classifier_integrated_gradients(
     return _finish(res, batch, HFTokenAttribution, target_labels=labels)
 
 
-def _class_target(model, target, n):
+def _per_row(target, batch: EncodedTexts, convert):
+    """A scalar target converted, or per-row targets of the caller's batch restricted to the usable rows."""
+    if isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.dim() == 1):
+        total = len(batch.rows) + len(batch.errors)
+        if len(target) != total:
+            raise TargetError(f"expected one target per text ({total}); got {len(target)}")
+        return [convert(target[row]) for row in batch.rows]
+    return convert(target)
+
+
+def _class_unit(model, target):
+    if isinstance(target, torch.Tensor) and target.dim() == 0:
+        target = int(target)
     if isinstance(target, str) and target != "predicted":
         label2id = getattr(model.config, "label2id", {}) or {}
         if target not in label2id:
             raise TargetError(f"expected 'predicted', a class index or a label in {sorted(label2id)[:20]}; "
                               f"got {target!r}")
         return int(label2id[target])
-    if isinstance(target, (list, tuple)) and len(target) != n:
-        raise TargetError(f"expected one target per usable row ({n}); got {len(target)}")
     return target
 
 
@@ -362,14 +380,16 @@ def causal_lm_integrated_gradients(
     fixed = torch.zeros_like(batch.ids, dtype=torch.bool)
     fixed[:, 0] = True
     res = embedding_integrated_gradients(
-        _spec(model), batch.ids, attention_mask=batch.attention_mask, target=_token_target(tokenizer, target),
+        _spec(model), batch.ids, attention_mask=batch.attention_mask, target=_per_row(target, batch, lambda t: _token_unit(tokenizer, t)),
         score=score, position="last", baseline=_baseline_id(tokenizer, baseline),
         special_ids=tokenizer.all_special_ids, exclude_special=keep_special, fixed=fixed, steps=steps, **options)
     units = res.meta.get("units") or []
     return _finish(res, batch, HFTokenAttribution, target_labels=tokenizer.convert_ids_to_tokens(list(units)))
 
 
-def _token_target(tokenizer, target):
+def _token_unit(tokenizer, target):
+    if isinstance(target, torch.Tensor) and target.dim() == 0:
+        target = int(target)
     if not isinstance(target, str) or target == "predicted":
         return target
     token_id = tokenizer.convert_tokens_to_ids(target)
@@ -470,6 +490,10 @@ def seq2seq_integrated_gradients(
         up to ``max_new_tokens`` tokens.
     baseline, keep_special, truncation:
         As in :func:`classifier_integrated_gradients` (only the source embeddings are attributed).
+        For T5-like models (RMS norm, no absolute position embeddings) use ``baseline="pad"``:
+        their output is scale-invariant in the input embeddings, so along the zero-embedding
+        path it changes only near ``alpha = 0`` and the quadrature misses it (a large
+        completeness gap shows it).
     strategy, steps, **options:
         See :func:`sciattr.text.seq2seq.attribute_outputs`.
 

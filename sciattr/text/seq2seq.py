@@ -11,8 +11,9 @@ Fig. 5. All output positions are attributed in batched passes:
     replicas costs one forward pass and one backward pass per output position;
 ``"replicate"``
     every (example, output position) pair is one example of a single engine call: one forward
-    and one backward pass per chunk over ``T`` times more rows (fewer, larger kernels -- for
-    launch-bound devices; on a CPU it does the same arithmetic as ``"per_token"``);
+    and one backward pass per chunk over ``T`` times more rows -- fewer, larger kernels, but the
+    arithmetic of ``"per_token"``; on a CPU it is slower than ``"multi_target"``
+    (``benchmarks/bench_seq2seq.py``);
 ``"per_token"``
     one engine call per output position (the reference the batched strategies are tested
     against).
@@ -28,11 +29,9 @@ downloads NLTK data on import). :func:`load_g2p` maps them onto :class:`G2PModel
 from __future__ import annotations
 
 import importlib.util
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -44,19 +43,33 @@ from sciattr.result import Attribution
 from sciattr.text.tokens import TokenAttribution
 
 __all__ = [
-    "GRAPHEMES", "PHONEMES", "G2PModel", "g2p_weights_path", "load_g2p", "encode_words", "greedy_decode",
-    "cmudict_pronunciations", "g2p_accuracy", "attribute_outputs", "Seq2SeqAttribution", "attribute_g2p",
+    "GRAPHEMES",
+    "PHONEMES",
+    "STRATEGIES",
+    "G2PModel",
+    "Seq2SeqAttribution",
+    "attribute_g2p",
+    "attribute_outputs",
+    "cmudict_pronunciations",
+    "encode_words",
+    "g2p_accuracy",
+    "g2p_weights_path",
+    "greedy_decode",
+    "load_g2p",
+    "run_g2p_cli",
     "write_seq2seq_report",
-    "run_g2p_cli", "STRATEGIES",
 ]
 
 #: Input alphabet of the g2p model: three specials, then the letters a-z.
 GRAPHEMES: tuple[str, ...] = ("<pad>", "<unk>", "</s>") + tuple("abcdefghijklmnopqrstuvwxyz")
 #: Output alphabet of the g2p model: four specials, then the ARPAbet phonemes with stress digits.
-PHONEMES: tuple[str, ...] = ("<pad>", "<unk>", "<s>", "</s>") + tuple(
-    "AA0 AA1 AA2 AE0 AE1 AE2 AH0 AH1 AH2 AO0 AO1 AO2 AW0 AW1 AW2 AY0 AY1 AY2 B CH D DH EH0 EH1 EH2 "
-    "ER0 ER1 ER2 EY0 EY1 EY2 F G HH IH0 IH1 IH2 IY0 IY1 IY2 JH K L M N NG OW0 OW1 OW2 OY0 OY1 OY2 "
-    "P R S SH T TH UH0 UH1 UH2 UW UW0 UW1 UW2 V W Y Z ZH".split()
+PHONEMES: tuple[str, ...] = (
+    "<pad>", "<unk>", "<s>", "</s>",
+    "AA0", "AA1", "AA2", "AE0", "AE1", "AE2", "AH0", "AH1", "AH2", "AO0", "AO1", "AO2", "AW0", "AW1",
+    "AW2", "AY0", "AY1", "AY2", "B", "CH", "D", "DH", "EH0", "EH1", "EH2", "ER0", "ER1", "ER2", "EY0",
+    "EY1", "EY2", "F", "G", "HH", "IH0", "IH1", "IH2", "IY0", "IY1", "IY2", "JH", "K", "L", "M", "N", "NG",
+    "OW0", "OW1", "OW2", "OY0", "OY1", "OY2", "P", "R", "S", "SH", "T", "TH", "UH0", "UH1", "UH2", "UW",
+    "UW0", "UW1", "UW2", "V", "W", "Y", "Z", "ZH",
 )
 PAD, SOURCE_END = 0, GRAPHEMES.index("</s>")
 TARGET_START, TARGET_END = PHONEMES.index("<s>"), PHONEMES.index("</s>")
@@ -98,7 +111,7 @@ class G2PModel(nn.Module):
         self.decoder = nn.GRU(embedding_size, hidden_size, batch_first=True)
         self.projection = nn.Linear(hidden_size, len(PHONEMES))
 
-    def encode(self, embeddings: torch.Tensor, source_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def encode(self, embeddings: torch.Tensor, source_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden state after each source's last token.
 
         ``embeddings`` ``(rows, L, E)``; ``source_lengths`` ``(rows,)`` tokens per row including
@@ -111,7 +124,7 @@ class G2PModel(nn.Module):
         return states[torch.arange(states.shape[0], device=states.device), last][None]
 
     def target_logits(self, embeddings: torch.Tensor, target_ids: torch.Tensor,
-                      source_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      source_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits ``(rows, T, n_phonemes)`` for target ids ``(rows, T)``."""
         start = torch.full_like(target_ids[:, :1], TARGET_START)
         previous = torch.cat([start, target_ids[:, :-1]], dim=1)
@@ -120,7 +133,7 @@ class G2PModel(nn.Module):
         return self.projection(states)
 
     def forward(self, embeddings: torch.Tensor, target_ids: torch.Tensor,
-                source_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+                source_lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``(rows, T)`` log-probability of each target phoneme given the letters and the previous phonemes."""
         logp = torch.log_softmax(self.target_logits(embeddings, target_ids, source_lengths), dim=-1)
         return logp.gather(2, target_ids[..., None]).squeeze(2)
@@ -155,7 +168,7 @@ def g2p_weights_path() -> Path:
     raise MissingDependencyError(f"expected checkpoint20.npz in {list(spec.submodule_search_locations)}; got none")
 
 
-def load_g2p(dtype: torch.dtype = torch.float64, device: Union[str, torch.device] = "cpu") -> G2PModel:
+def load_g2p(dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> G2PModel:
     """The pretrained g2p-en GRU encoder--decoder as a :class:`G2PModel` in eval mode."""
     import numpy as np
 
@@ -304,11 +317,11 @@ def attribute_outputs(
     embeddings: torch.Tensor,
     target_ids: torch.Tensor,
     *,
-    target_lengths: Optional[torch.Tensor] = None,
+    target_lengths: torch.Tensor | None = None,
     baselines=None,
     strategy: str = "multi_target",
     input_name: str = "embeddings",
-    forward_kwargs: Optional[Mapping] = None,
+    forward_kwargs: Mapping | None = None,
     **options,
 ) -> Attribution:
     """Integrated gradients of every teacher-forced output token with respect to the source embeddings.
@@ -464,7 +477,7 @@ class Seq2SeqAttribution(TokenAttribution):
             lines.append(f"{out_tok:>8}" + "".join(f"{v:>{width}.3f}" for v in row) + f"{gap:>10.2e}")
         return "\n".join(lines)
 
-    def plot_matrix(self, example: int = 0, path=None, title: Optional[str] = None) -> Path:
+    def plot_matrix(self, example: int = 0, path=None, title: str | None = None) -> Path:
         """Save the heatmap of :meth:`matrix` (red positive, blue negative) to ``path`` (PNG/SVG/PDF)."""
         from sciattr.text.render import seq2seq_heatmap
 
@@ -549,10 +562,10 @@ def _greedy_ids(model: G2PModel, word: str, max_length: int) -> tuple[list[int],
 
 
 def attribute_g2p(
-    words: Union[str, Sequence[str]],
-    phonemes: Optional[Sequence] = None,
+    words: str | Sequence[str],
+    phonemes: Sequence | None = None,
     *,
-    model: Optional[G2PModel] = None,
+    model: G2PModel | None = None,
     steps: int = 64,
     strategy: str = "multi_target",
     max_length: int = 20,
@@ -614,10 +627,11 @@ def attribute_g2p(
 def run_g2p_cli(word: str, out_path, steps: int = 64) -> list[Path]:
     """Attribute the g2p model's pronunciation of ``word``; write an HTML report and the matrix PNG.
 
-    ``out_path`` is the HTML file; the PNG is written next to it with the suffix ``.png``.
-    Returns the written paths.
+    ``out_path`` is the HTML file; the PNG is written next to it with the suffix ``.png``. Steps
+    double from ``steps`` until every output token's completeness gap is below 1%. Returns the
+    written paths.
     """
-    res = attribute_g2p(word, steps=steps)
+    res = attribute_g2p(word, steps=steps, tolerance=0.01, max_steps=1024)
     title = f"{''.join(res.tokens[0][:-1])} -> {' '.join(res.output_tokens[0])}"
     paths = write_seq2seq_report(res, out_path, title)
     print(res.matrix_table(0))

@@ -18,17 +18,26 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import torch
 
 from sciattr.errors import InputError, MissingDependencyError, describe
 
-__all__ = ["SMILES_TOKEN_PATTERN", "split_smiles", "is_atom_token", "is_smiles_vocabulary", "rxnfp_model_dir",
-           "load_reaction_classifier", "attribute_reactions", "SideAtoms", "reaction_atom_values",
-           "draw_reaction_side"]
+__all__ = [
+    "SMILES_TOKEN_PATTERN",
+    "SideAtoms",
+    "attribute_reactions",
+    "draw_reaction_side",
+    "is_atom_token",
+    "is_smiles_vocabulary",
+    "load_reaction_classifier",
+    "reaction_atom_values",
+    "rxnfp_model_dir",
+    "split_smiles",
+]
 
 #: One SMILES token: a bracket atom, a two- or one-letter atom, a ring closure, a bond, a branch,
 #: a dot or a reaction arrow.
@@ -102,7 +111,7 @@ def load_reaction_classifier(dtype: torch.dtype = torch.float64, name: str = RXN
     return load_local_model(rxnfp_model_dir(name), dtype=dtype)
 
 
-def attribute_reactions(reactions: Union[str, Sequence[str]], *, model=None, tokenizer=None,
+def attribute_reactions(reactions: str | Sequence[str], *, model=None, tokenizer=None,
                         target="predicted", **options):
     """Token attributions of a SMILES classifier (default: rxnfp's reaction classifier).
 

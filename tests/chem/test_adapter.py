@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from sciattr.chem.adapter import MoleculeAttribution, explain_graphs, explain_molecules
-from sciattr.chem.featurize import Chem, PyGFeaturizer, SimpleWeaveFeaturizer, WeaveFeaturizer, featurize_batch
+from sciattr.chem.featurize import (
+    Chem,
+    PyGFeaturizer,
+    SimpleWeaveFeaturizer,
+    WeaveFeaturizer,
+    featurize_batch,
+)
 from sciattr.chem.weave import W1N2, W2N2
 
 torch.set_num_threads(1)  # tiny graphs: threads only contend on a shared CPU
@@ -212,7 +218,7 @@ def test_parity_with_captum_integrated_gradients(model_name):
 
 
 def test_explain_graphs_and_save_load(tmp_path):
-    graphs, rows, _ = featurize_batch(WeaveFeaturizer(), SMILES[:2])
+    graphs, _, _ = featurize_batch(WeaveFeaturizer(), SMILES[:2])
     torch.manual_seed(0)
     model = W1N2(WeaveFeaturizer().n_atom_features, WeaveFeaturizer().n_pair_features, 1, n_hidden=8,
                  n_atom_hidden=8, n_dense=8).double()

@@ -128,7 +128,7 @@ def test_dummy_baseline_rows():
 
 
 def test_collate_offsets():
-    graphs, rows, errors = featurize_batch(SimpleWeaveFeaturizer(), ["CCO", "C", "c1ccccc1"])
+    graphs, _, _ = featurize_batch(SimpleWeaveFeaturizer(), ["CCO", "C", "c1ccccc1"])
     b = collate(graphs)
     assert b.n_graphs == 3 and b.atom_batch.tolist() == [0, 0, 0, 1] + [2] * 6
     assert b.link_index[:, :3].tolist() == [[0, 0, 1], [1, 2, 2]]

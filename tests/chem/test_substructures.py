@@ -121,7 +121,11 @@ def test_free_wilson_and_additive_attributions_rank_alike():
     assert comparison.attribution[("R2", "CC[*:2]")] == pytest.approx(-0.6)
     assert comparison.spearman == pytest.approx(1.0)
     assert comparison.per_position == {"R1": pytest.approx(1.0), "R2": pytest.approx(1.0)}
-    assert comparison.ranking("free_wilson")[0] == ("R1", "N#C[*:1]")
+    # Free-Wilson coefficients are relative to a reference (Cl, CC); centred they equal the truth minus
+    # each position's mean: C(=O)O 0.9 - 0.1 is the largest
+    assert comparison.ranking("free_wilson")[0] == ("R2", "O=C(O)[*:2]")
+    assert comparison.centred("free_wilson")[("R2", "O=C(O)[*:2]")] == pytest.approx(0.8)
+    assert comparison.ranking("attribution") == comparison.ranking("free_wilson")
     assert len(comparison.table()) == 7
     flipped = compare_with_free_wilson(mols, [-v for v in values], activity, scaffold, min_count=1)
     assert flipped.spearman == pytest.approx(-1.0)

@@ -160,7 +160,7 @@ def test_named_inputs_and_ragged_segments_match_dense():
             return total
 
         ref = integrated_gradients(dense, atoms[rows][None], steps=32)
-        torch.testing.assert_close(res.rows("atoms", m), ref.attributions["input"][0], atol=1e-14, rtol=0)
+        torch.testing.assert_close(res.example_rows("atoms", m), ref.attributions["input"][0], atol=1e-14, rtol=0)
 
 
 def test_forward_kwargs_are_repeated_along_path():

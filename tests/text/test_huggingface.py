@@ -9,8 +9,8 @@ from sciattr.errors import InputError, TargetError
 
 transformers = pytest.importorskip("transformers")
 
-from sciattr.text.hf_report import run_hf_cli  # noqa: E402
-from sciattr.text.huggingface import (  # noqa: E402
+from sciattr.text.hf_report import run_hf_cli
+from sciattr.text.huggingface import (
     HFSeq2SeqAttribution,
     HFTokenAttribution,
     causal_lm_integrated_gradients,
@@ -23,8 +23,8 @@ from sciattr.text.huggingface import (  # noqa: E402
 )
 
 F64 = torch.float64
-WORDS = ("the a cat dog sat on mat ran fast slow big small red blue un ##happy ##ly quick brown fox jumps over "
-         "lazy").split()
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "fast", "slow", "big", "small", "red", "blue", "un",
+         "##happy", "##ly", "quick", "brown", "fox", "jumps", "over", "lazy"]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SENTENCES = ["the cat sat on the mat", "unhappy dog"]
 
@@ -201,7 +201,7 @@ def test_t5_zero_baseline_is_degenerate(t5, tokenizer):
 
 @pytest.mark.parametrize("strategy", ["multi_target", "replicate"])
 def test_seq2seq_batched_equals_per_token(bart, tokenizer, strategy):
-    kw = dict(steps=8)
+    kw = {"steps": 8}
     ref = seq2seq_integrated_gradients(bart, tokenizer, SENTENCES, [FORCED, FORCED[:4]], strategy="per_token", **kw)
     res = seq2seq_integrated_gradients(bart, tokenizer, SENTENCES, [FORCED, FORCED[:4]], strategy=strategy, **kw)
     torch.testing.assert_close(res.attributions["embeddings"], ref.attributions["embeddings"], rtol=1e-9,
@@ -293,7 +293,7 @@ def test_run_hf_cli_on_a_local_folder(bert, tokenizer, tmp_path, capsys):
     bert.to(torch.float32).save_pretrained(folder)
     bert.to(F64)
     tokenizer.save_pretrained(folder)
-    model, tok = load_local_model(folder)
+    model, _tok = load_local_model(folder)
     assert type(model).__name__ == "BertForSequenceClassification" and model.dtype == F64
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -303,3 +303,10 @@ def test_run_hf_cli_on_a_local_folder(bert, tokenizer, tmp_path, capsys):
     assert "rel gap" in capsys.readouterr().out
     with pytest.raises(InputError, match="config.json"):
         load_local_model(tmp_path / "missing")
+
+
+def test_per_row_targets_follow_the_usable_rows(bert, tokenizer):
+    res = classifier_integrated_gradients(bert, tokenizer, ["the cat", "", "dog"], target=["pos", 0, 1], steps=8)
+    assert res.rows == [0, 2] and res.target_labels == ["pos", "neu"]
+    with pytest.raises(TargetError, match="one target per text \\(3\\); got 2"):
+        classifier_integrated_gradients(bert, tokenizer, ["the cat", "", "dog"], target=[0, 1])

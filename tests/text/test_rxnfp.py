@@ -102,12 +102,12 @@ def test_reaction_attributions_complete_and_map_onto_atoms(reaction_result, rxnf
 
 
 def test_bad_reaction_rows(reaction_result):
+    pytest.importorskip("rdkit")
     res = reaction_result
     assert [e["row"] for e in res.errors] == [1]
     assert "'§' at position 2" in res.errors[0]["message"]
     assert any("[Xx]" in note and "[UNK]" in note for note in res.notes[1])
     with pytest.raises(InputError, match="RDKit could not parse"):
-        pytest.importorskip("rdkit")
         reaction_atom_values(res, 1)
 
 
