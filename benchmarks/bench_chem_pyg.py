@@ -7,8 +7,9 @@ explicitly to both). sciattr evaluates all molecules x path nodes in a few disjo
 forwards (plus the two end points F(x), F(x') for the completeness check); PyG forces Captum to
 one molecule and one path node per forward (``internal_batch_size=1``).
 
-Each side runs in its own process, so its peak memory (max RSS after setup minus before) is its
-own. When the PyG side would take longer than ``--pyg-budget`` seconds, it is timed on the
+Each side runs in its own process; its peak memory is the largest resident set size sampled
+during the explanation minus the resident size just before it (model, molecules and imports
+excluded). When the PyG side would take longer than ``--pyg-budget`` seconds, it is timed on the
 molecules it finished and its time for all ``--n`` molecules is extrapolated per molecule; the
 printout says so.
 
@@ -19,11 +20,13 @@ printout says so.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -32,29 +35,60 @@ import torch
 MODEL = "gcn-benzene"
 
 
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _current_rss_mib() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def molecules(n: int):
-    """The model, its featurizer and the featurized graphs of the first ``n`` NCI molecules."""
+class PeakRSS:
+    """Largest resident memory seen while inside (sampled every 2 ms), minus the memory at entry."""
+
+    def __enter__(self):
+        self.start = self.peak = _current_rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, _current_rss_mib())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _current_rss_mib())
+        self.delta = self.peak - self.start
+
+
+def molecules(n: int, size: tuple[int, int] | None = None):
+    """The model, its featurizer and the featurized graphs of the first ``n`` NCI molecules.
+
+    ``size = (hidden, layers)`` replaces the shipped model by an untrained, seeded GINENetwork of
+    that size (same featurizer), to see how the comparison depends on the model's cost.
+    """
     from sciattr.chem.featurize import featurize_batch
+    from sciattr.chem.gnn import GINENetwork
     from sciattr.datasets import load_nci
     from sciattr.zoo import load_featurizer, load_model
 
     model = load_model(MODEL)
     featurizer = load_featurizer(model)
+    if size is not None:
+        torch.manual_seed(0)
+        config = {**model.card["config"], "hidden": size[0], "layers": size[1]}
+        model = GINENetwork(**config).eval()
     graphs, _, errors = featurize_batch(featurizer, load_nci().mols[:n])
     if errors:
         raise SystemExit(f"featurization failed: {errors[:2]}")
     return model, featurizer, graphs
 
 
-def explain_sciattr(model, featurizer, graphs, steps: int) -> list[torch.Tensor]:
+def explain_sciattr(model, featurizer, graphs, steps: int, batch_size: int | None = None) -> list[torch.Tensor]:
     from sciattr.chem.adapter import explain_graphs
 
     result = explain_graphs(model, graphs, target=None, steps=steps, rule="gausslegendre",
-                            featurizer=featurizer, attribute_links=False)
+                            featurizer=featurizer, attribute_links=False, batch_size=batch_size)
     atoms = result.attributions["atoms"]
     return [atoms[result.segments["atoms"] == i] for i in range(len(graphs))]
 
@@ -75,33 +109,37 @@ def explain_pyg(explainer, graph) -> torch.Tensor:
     return explanation.node_mask.detach()
 
 
-def worker(side: str, n: int, steps: int, budget: float) -> dict:
-    model, featurizer, graphs = molecules(n)
+def worker(side: str, args) -> dict:
+    n, steps, budget = args.n, args.steps, args.pyg_budget
+    model, featurizer, graphs = molecules(n, args.size)
     if side == "sciattr":
-        explain_sciattr(model, featurizer, graphs[:4], steps)  # warm-up
-        before = _rss_mib()
-        t0 = time.perf_counter()
-        explain_sciattr(model, featurizer, graphs, steps)
-        seconds = time.perf_counter() - t0
-        return {"side": side, "seconds": seconds, "done": len(graphs), "peak_delta_mib": _rss_mib() - before}
+        explain_sciattr(model, featurizer, graphs[:4], steps, args.batch_size)  # warm-up
+        gc.collect()
+        with PeakRSS() as memory:
+            t0 = time.perf_counter()
+            explain_sciattr(model, featurizer, graphs, steps, args.batch_size)
+            seconds = time.perf_counter() - t0
+        return {"side": side, "seconds": seconds, "done": len(graphs), "peak_delta_mib": memory.delta}
     explainer = pyg_explainer(model, steps)
     explain_pyg(explainer, graphs[0])  # warm-up
-    before = _rss_mib()
-    t0 = time.perf_counter()
+    gc.collect()
     done = 0
-    for graph in graphs:
-        explain_pyg(explainer, graph)
-        done += 1
-        if time.perf_counter() - t0 > budget:
-            break
-    seconds = time.perf_counter() - t0
-    return {"side": side, "seconds": seconds, "done": done, "peak_delta_mib": _rss_mib() - before}
+    with PeakRSS() as memory:
+        t0 = time.perf_counter()
+        for graph in graphs:
+            explain_pyg(explainer, graph)
+            done += 1
+            if time.perf_counter() - t0 > budget:
+                break
+        seconds = time.perf_counter() - t0
+    return {"side": side, "seconds": seconds, "done": done, "peak_delta_mib": memory.delta}
 
 
-def agreement(steps: int, count: int) -> tuple[float, float]:
-    """Largest |sciattr - PyG| atom-feature attribution over ``count`` molecules, and the largest |value|."""
-    model, featurizer, graphs = molecules(count)
-    ours = explain_sciattr(model, featurizer, graphs, steps)
+def agreement(args) -> tuple[float, float]:
+    """Largest |sciattr - PyG| atom-feature attribution over ``args.check`` molecules, and the largest |value|."""
+    steps = args.steps
+    model, featurizer, graphs = molecules(args.check, args.size)
+    ours = explain_sciattr(model, featurizer, graphs, steps, args.batch_size)
     explainer = pyg_explainer(model, steps)
     theirs = [explain_pyg(explainer, g) for g in graphs]
     diff = max(float((a - b).abs().max()) for a, b in zip(ours, theirs))
@@ -117,20 +155,30 @@ def main(argv=None) -> None:
     parser.add_argument("--pyg-budget", type=float, default=240.0,
                         help="seconds after which the PyG side stops and is extrapolated (default 240)")
     parser.add_argument("--check", type=int, default=5, help="molecules compared value by value (default 5)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="sciattr replicas (molecule x node) per forward; default: the engine's memory budget")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("HIDDEN", "LAYERS"), default=None,
+                        help="use an untrained GINENetwork of this size instead of the shipped model")
     parser.add_argument("--worker", choices=("sciattr", "pyg"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.worker:
-        print(json.dumps(worker(args.worker, args.n, args.steps, args.pyg_budget)))
+        print(json.dumps(worker(args.worker, args)))
         return
-    print(f"model {MODEL}; {args.n} NCI molecules; IG with {args.steps} Gauss-Legendre nodes, zeros baseline "
-          f"on atom features, bond features fixed; torch threads {args.threads}; each side in its own process")
+    model_text = MODEL if args.size is None else f"untrained GINENetwork hidden={args.size[0]} layers={args.size[1]}"
+    print(f"model {model_text}; {args.n} NCI molecules; IG with {args.steps} Gauss-Legendre nodes, zeros "
+          f"baseline on atom features, bond features fixed; torch threads {args.threads}; sciattr batch_size "
+          f"{args.batch_size or 'default (memory budget)'}; each side in its own process")
     results = {}
     for side in ("sciattr", "pyg"):
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, "--n", str(args.n), "--steps",
                str(args.steps), "--threads", str(args.threads), "--pyg-budget", str(args.pyg_budget)]
+        if args.batch_size:
+            cmd += ["--batch-size", str(args.batch_size)]
+        if args.size:
+            cmd += ["--size", *map(str, args.size)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
         results[side] = json.loads(out.stdout.strip().splitlines()[-1])
     ours, theirs = results["sciattr"], results["pyg"]
@@ -148,7 +196,7 @@ def main(argv=None) -> None:
               f"+{theirs['peak_delta_mib']:.0f} MiB")
     print(f"speed-up (PyG / sciattr):           {pyg_total / ours['seconds']:8.1f}x"
           + ("  (PyG time extrapolated)" if theirs["done"] < args.n else ""))
-    diff, scale = agreement(args.steps, args.check)
+    diff, scale = agreement(args)
     print(f"same attributions: max |sciattr - PyG| over {args.check} molecules = {diff:.2e} "
           f"(largest |attribution| {scale:.3g}; float32)")
 

@@ -21,15 +21,25 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 
 from sciattr.errors import InputError, describe, require
 
-__all__ = ["POSITIVE", "NEGATIVE", "symmetric_scale", "signed_colour", "draw_molecule", "draw_grid",
-           "pair_matrix", "pair_heatmap", "save_picture", "draw_attribution", "attribution_heatmap",
-           "draw_attribution_grid"]
+__all__ = [
+    "NEGATIVE",
+    "POSITIVE",
+    "attribution_heatmap",
+    "draw_attribution",
+    "draw_attribution_grid",
+    "draw_grid",
+    "draw_molecule",
+    "pair_heatmap",
+    "pair_matrix",
+    "save_picture",
+    "signed_colour",
+    "symmetric_scale",
+]
 
 #: Colour of the largest positive value (red) and of the largest negative value (blue).
 POSITIVE = (0.84, 0.15, 0.16)
@@ -39,7 +49,7 @@ WHITE = (1.0, 1.0, 1.0)
 COLOUR_BAR_HEIGHT = 46
 _BAR_SEGMENTS = 41
 
-Picture = Union[str, bytes]
+Picture = str | bytes
 
 
 # ---------------------------------------------------------------------------------------- colours
@@ -106,7 +116,7 @@ def _drawer(image_format: str, width: int, height: int, panel_width: int, panel_
     return drawer
 
 
-def _caption(title: Optional[str], prediction: Optional[float], gap: Optional[float]) -> str:
+def _caption(title: str | None, prediction: float | None, gap: float | None) -> str:
     parts = [] if not title else [str(title)]
     if prediction is not None:
         parts.append(f"prediction {float(prediction):.4g}")
@@ -138,9 +148,9 @@ def _colour_bar(drawer, left: float, top: float, width: float, scale: float) -> 
     drawer.DrawString(f"+{scale:.3g}", point(left + width, label_y), 2, True)
 
 
-def draw_molecule(mol, atom_values, bond_values=None, *, prediction: Optional[float] = None,
-                  completeness_gap: Optional[float] = None, title: Optional[str] = None,
-                  scale: Optional[float] = None, threshold: float = 1e-3, size: tuple[int, int] = (480, 400),
+def draw_molecule(mol, atom_values, bond_values=None, *, prediction: float | None = None,
+                  completeness_gap: float | None = None, title: str | None = None,
+                  scale: float | None = None, threshold: float = 1e-3, size: tuple[int, int] = (480, 400),
                   image_format: str = "svg") -> Picture:
     """Draw ``mol`` with atoms and bonds coloured by their attributions.
 
@@ -184,8 +194,8 @@ def draw_molecule(mol, atom_values, bond_values=None, *, prediction: Optional[fl
     return drawer.GetDrawingText()
 
 
-def draw_grid(mols: Sequence, atom_values: Sequence, bond_values: Optional[Sequence] = None, *,
-              legends: Optional[Sequence[str]] = None, columns: int = 4, panel: tuple[int, int] = (280, 240),
+def draw_grid(mols: Sequence, atom_values: Sequence, bond_values: Sequence | None = None, *,
+              legends: Sequence[str] | None = None, columns: int = 4, panel: tuple[int, int] = (280, 240),
               shared_scale: bool = True, threshold: float = 1e-3, image_format: str = "svg") -> Picture:
     """Draw many molecules side by side, each coloured by its attributions.
 
@@ -195,9 +205,10 @@ def draw_grid(mols: Sequence, atom_values: Sequence, bond_values: Optional[Seque
     """
     if len(mols) == 0:
         raise InputError("expected at least one molecule; got none")
-    if len(atom_values) != len(mols) or (bond_values is not None and len(bond_values) != len(mols)):
-        raise InputError(f"expected one attribution array per molecule ({len(mols)}); got {len(atom_values)}"
-                         + ("" if bond_values is None else f" atom and {len(bond_values)} bond arrays"))
+    counts = [len(atom_values)] + ([] if bond_values is None else [len(bond_values)])
+    if any(c != len(mols) for c in counts):
+        raise InputError(f"expected one attribution array per molecule ({len(mols)}); got {counts} "
+                         f"(atom{'' if bond_values is None else ', bond'} arrays)")
     if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
         raise InputError(f"expected columns to be a positive integer; got {describe(columns)}")
     mols = [_check_mol(m) for m in mols]
@@ -229,7 +240,7 @@ def draw_grid(mols: Sequence, atom_values: Sequence, bond_values: Optional[Seque
     return drawer.GetDrawingText()
 
 
-def save_picture(picture: Picture, path: Union[str, os.PathLike]) -> Path:
+def save_picture(picture: Picture, path: str | os.PathLike) -> Path:
     """Write an SVG string or PNG bytes to ``path`` (folders are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +287,7 @@ def _atom_labels(mol, n: int) -> list[str]:
     return [f"{atom.GetSymbol()}{atom.GetIdx()}" for atom in mol.GetAtoms()]
 
 
-def pair_heatmap(matrix, mol=None, *, title: Optional[str] = None, scale: Optional[float] = None, ax=None):
+def pair_heatmap(matrix, mol=None, *, title: str | None = None, scale: float | None = None, ax=None):
     """Heat map of an atom x atom attribution matrix (see :func:`pair_matrix`).
 
     Returns the matplotlib ``Figure``; rows and columns are labelled ``<element><index>`` when
@@ -318,7 +329,7 @@ def _values(tensor) -> np.ndarray:
                       dtype=np.float64)
 
 
-def _molecule_view(result, index: int, task: Optional[int] = None):
+def _molecule_view(result, index: int, task: int | None = None):
     """``(mol, atom values, bond values, prediction, gap)`` of molecule ``index`` of a result."""
     n = result.n_examples
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
@@ -331,14 +342,14 @@ def _molecule_view(result, index: int, task: Optional[int] = None):
     return mol, atoms, bonds, prediction, gap
 
 
-def _scalar(value, task: Optional[int]) -> float:
+def _scalar(value, task: int | None) -> float:
     """One number of a per-example value: the ``task`` column of a multi-target result."""
     array = _values(value).reshape(-1)
     return float(array[0] if array.size == 1 else array[task])
 
 
-def draw_attribution(result, index: int = 0, path: Union[str, os.PathLike, None] = None, *,
-                     task: Optional[int] = None, title: Optional[str] = None, **options) -> Picture:
+def draw_attribution(result, index: int = 0, path: str | os.PathLike | None = None, *,
+                     task: int | None = None, title: str | None = None, **options) -> Picture:
     """Picture of molecule ``index`` of a ``MoleculeAttribution`` (atoms, bonds, prediction, gap).
 
     Bond colours are the attributions of the pair (or both directed edges) of each bond; pairs
@@ -356,7 +367,7 @@ def draw_attribution(result, index: int = 0, path: Union[str, os.PathLike, None]
     return picture
 
 
-def attribution_heatmap(result, index: int = 0, *, task: Optional[int] = None, **options):
+def attribution_heatmap(result, index: int = 0, *, task: int | None = None, **options):
     """Atom x atom heat map of molecule ``index`` of a ``MoleculeAttribution``: pair (or edge)
     attributions off the diagonal, atom attributions on it. Returns a matplotlib ``Figure``."""
     mol, atoms, _, _, _ = _molecule_view(result, index, task)
@@ -365,7 +376,7 @@ def attribution_heatmap(result, index: int = 0, *, task: Optional[int] = None, *
     return pair_heatmap(matrix, mol, **options)
 
 
-def draw_attribution_grid(result, indices: Optional[Sequence[int]] = None, *, task: Optional[int] = None,
+def draw_attribution_grid(result, indices: Sequence[int] | None = None, *, task: int | None = None,
                           **options) -> Picture:
     """Grid picture of several molecules of a ``MoleculeAttribution`` (default: all)."""
     chosen = list(range(result.n_examples)) if indices is None else list(indices)

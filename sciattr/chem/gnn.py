@@ -10,8 +10,6 @@ like any PyG model (atoms and bond edges of all molecules and path nodes batched
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -49,8 +47,8 @@ class GINENetwork(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"expected {name} to be a positive integer; got {describe(value)}")
         geometric = require("torch_geometric.nn", "chem")
-        self.config = dict(atom_features=atom_features, bond_features=bond_features, hidden=hidden,
-                           layers=layers, outputs=outputs)
+        self.config = {"atom_features": atom_features, "bond_features": bond_features, "hidden": hidden,
+                           "layers": layers, "outputs": outputs}
         self.embed = nn.Linear(atom_features, hidden)
         self.convs = nn.ModuleList(
             geometric.GINEConv(nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)),
@@ -60,7 +58,7 @@ class GINENetwork(nn.Module):
         self.activation = nn.SiLU()
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
-                batch: Optional[torch.Tensor] = None, num_graphs: Optional[int] = None) -> torch.Tensor:
+                batch: torch.Tensor | None = None, num_graphs: int | None = None) -> torch.Tensor:
         if batch is None:
             batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         if num_graphs is None:

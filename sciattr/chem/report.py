@@ -15,7 +15,6 @@ import csv
 import html
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from sciattr.chem.draw import draw_attribution, draw_attribution_grid, save_pict
 from sciattr.chem.substructures import atom_scores
 from sciattr.errors import InputError, describe
 
-__all__ = ["molecule_report", "run_molecule_cli", "run_batch_cli", "read_molecule_file", "BATCH_COLUMNS"]
+__all__ = ["BATCH_COLUMNS", "molecule_report", "read_molecule_file", "run_batch_cli", "run_molecule_cli"]
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1100px}
@@ -46,12 +45,12 @@ def _signed(value: float) -> str:
     return f'<td class="{cls}">{value:+.4g}</td>'
 
 
-def _scalar(value, task: Optional[int]) -> float:
+def _scalar(value, task: int | None) -> float:
     array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value).reshape(-1)
     return float(array[0] if array.size == 1 else array[task])
 
 
-def _accounting(result, index: int, task: Optional[int]) -> dict:
+def _accounting(result, index: int, task: int | None) -> dict:
     """Where the attribution of one molecule went (atom features, bonds, other pairs) and the scores."""
     parts = account(result, index, task=task)
     return {"prediction": _scalar(result.forward_x[index], task),
@@ -61,7 +60,7 @@ def _accounting(result, index: int, task: Optional[int]) -> dict:
             "by_element": parts.by_element, "by_bond_type": parts.by_bond_type}
 
 
-def _top_feature(result, index: int, task: Optional[int]) -> list[str]:
+def _top_feature(result, index: int, task: int | None) -> list[str]:
     """Name of the atom feature with the largest |attribution| for every atom of a molecule."""
     rows = result.attributions["atoms"][result.segments["atoms"] == index]
     if result.multi_target:
@@ -71,13 +70,13 @@ def _top_feature(result, index: int, task: Optional[int]) -> list[str]:
     return [names[b] if b < len(names) else f"feature {b}" for b in best]
 
 
-def _atom_table(result, index: int, task: Optional[int]) -> str:
+def _atom_table(result, index: int, task: int | None) -> str:
     mol = result.molecules[index]
     own = result.atom_values(index, task).detach().double().cpu().numpy()
     totals = atom_scores(result, index, task)
     top = _top_feature(result, index, task)
-    rows = ["<tr><th>atom</th><th class='l'>element</th><th>attribution (atom features)</th>"
-            "<th>atom score (+ ½ links)</th><th class='l'>strongest feature</th></tr>"]
+    rows = [("<tr><th>atom</th><th class='l'>element</th><th>attribution (atom features)</th>"
+            "<th>atom score (+ ½ links)</th><th class='l'>strongest feature</th></tr>")]
     for atom in mol.GetAtoms():
         k = atom.GetIdx()
         rows.append(f"<tr><td>{k}</td><td class='l'>{html.escape(atom.GetSymbol())}</td>{_signed(own[k])}"
@@ -85,7 +84,7 @@ def _atom_table(result, index: int, task: Optional[int]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _bond_table(result, index: int, task: Optional[int]) -> str:
+def _bond_table(result, index: int, task: int | None) -> str:
     rows = ["<tr><th>bond</th><th>atoms</th><th class='l'>type</th><th>attribution</th></tr>"]
     for item in result.to_bonds(index, task):
         rows.append(f"<tr><td>{item['bond']}</td><td>{item['begin']}–{item['end']}</td>"
@@ -112,8 +111,8 @@ def _share(value: float, whole: float) -> str:
     return f"{value / whole:.1%}" if whole else ""
 
 
-def molecule_report(result, path: Union[str, os.PathLike], *, index: int = 0, task: Optional[int] = None,
-                    model_name: Optional[str] = None) -> Path:
+def molecule_report(result, path: str | os.PathLike, *, index: int = 0, task: int | None = None,
+                    model_name: str | None = None) -> Path:
     """Write a self-contained HTML report of molecule ``index`` of a ``MoleculeAttribution``.
 
     Parameters
@@ -139,13 +138,13 @@ def molecule_report(result, path: Union[str, os.PathLike], *, index: int = 0, ta
     body = [
         f"<h1>Integrated gradients of {html.escape(str(name))}</h1>",
         f"<div class='smiles'>{html.escape(result.smiles[index])}</div>",
-        f"<p>target {html.escape(str(result.target))}; {html.escape(result.method)} with {steps} "
+        (f"<p>target {html.escape(str(result.target))}; {html.escape(result.method)} with {steps} "
         f"{html.escape(result.rule)} nodes from the {html.escape(str(result.meta.get('baseline', 'zeros')))} "
-        f"baseline. Red: evidence for a higher score; blue: against.</p>",
+        f"baseline. Red: evidence for a higher score; blue: against.</p>"),
         f"<div class='figure'>{svg}</div>",
         "<h2>Accounting</h2>", _accounting_table(acc, result.link_name),
-        "<p class='note'>Completeness: the attributions add up to F(x) − F(x'); the gap is the numerical "
-        "integration error.</p>",
+        ("<p class='note'>Completeness: the attributions add up to F(x) − F(x'); the gap is the numerical "
+        "integration error.</p>"),
     ]
     if notes:
         body.append("<p class='note'>" + html.escape("; ".join(notes)) + "</p>")
@@ -159,14 +158,14 @@ def molecule_report(result, path: Union[str, os.PathLike], *, index: int = 0, ta
 
 
 # ---------------------------------------------------------------------------------------- command line
-def _load(model: Union[str, os.PathLike]):
+def _load(model: str | os.PathLike):
     from sciattr.zoo import load_featurizer, load_model
 
     loaded = load_model(model)
     return loaded, load_featurizer(loaded), loaded.card.get("name", str(model))
 
 
-def run_molecule_cli(smiles: str, model: Union[str, os.PathLike], target, out: Union[str, os.PathLike]) -> list[Path]:
+def run_molecule_cli(smiles: str, model: str | os.PathLike, target, out: str | os.PathLike) -> list[Path]:
     """Explain one SMILES with a shipped (or saved) model; write ``out`` (HTML) and a PNG beside it.
 
     Returns the paths written. A SMILES that cannot be featurized raises
@@ -182,12 +181,11 @@ def run_molecule_cli(smiles: str, model: Union[str, os.PathLike], target, out: U
     out = Path(out)
     task = target if result.multi_target else None
     report = molecule_report(result, out, task=task, model_name=name)
-    picture = draw_attribution(result, 0, out.with_suffix(".png"), task=task, title=name)
-    del picture
+    draw_attribution(result, 0, out.with_suffix(".png"), task=task, title=name)
     return [report, out.with_suffix(".png")]
 
 
-def read_molecule_file(path: Union[str, os.PathLike]) -> tuple[list, list[str]]:
+def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
     """Molecules of a CSV (column ``smiles``, any case; else the first column), SDF or SMILES file.
 
     Returns ``(items, labels)``: SMILES strings or RDKit molecules (``None`` for unreadable SDF
@@ -219,15 +217,15 @@ def read_molecule_file(path: Union[str, os.PathLike]) -> tuple[list, list[str]]:
     raise InputError(f"expected a .csv, .sdf or .smi file; got {os.fspath(path)!r}")
 
 
-def _top_atoms(result, index: int, task: Optional[int], k: int = 3) -> str:
+def _top_atoms(result, index: int, task: int | None, k: int = 3) -> str:
     mol = result.molecules[index]
     scores = atom_scores(result, index, task)
     order = np.argsort(-scores)[:k]
     return " ".join(f"{mol.GetAtomWithIdx(int(a)).GetSymbol()}{int(a)}:{scores[a]:+.3g}" for a in order)
 
 
-def run_batch_cli(input_path: Union[str, os.PathLike], model: Union[str, os.PathLike], target,
-                  out_dir: Union[str, os.PathLike]) -> list[Path]:
+def run_batch_cli(input_path: str | os.PathLike, model: str | os.PathLike, target,
+                  out_dir: str | os.PathLike) -> list[Path]:
     """Explain every molecule of a CSV/SDF/SMILES file in one batched call.
 
     Writes to ``out_dir``: ``molecules.csv`` (one row per input row, :data:`BATCH_COLUMNS`; bad
@@ -248,8 +246,8 @@ def run_batch_cli(input_path: Union[str, os.PathLike], model: Union[str, os.Path
         result = explain_molecules(network, items, featurizer=featurizer, target=target)
     except InputError as exc:  # no row could be featurized: every row gets the reason
         result = None
-        for row in table:
-            table[row]["error"] = str(exc)
+        for entry in table.values():
+            entry["error"] = str(exc)
     if result is not None:
         result.meta["model"] = name
         task = target if result.multi_target else None
@@ -277,7 +275,7 @@ def run_batch_cli(input_path: Union[str, os.PathLike], model: Union[str, os.Path
     return [molecules] + written
 
 
-def _write_atoms(result, task: Optional[int], labels: list[str], path: Path) -> Path:
+def _write_atoms(result, task: int | None, labels: list[str], path: Path) -> Path:
     """One row per atom; atom indices are those of the input molecule (largest fragment kept)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)

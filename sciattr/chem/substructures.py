@@ -23,9 +23,8 @@ and reports the rank correlation of the two.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -34,9 +33,21 @@ from sciattr.datasets.ranks import spearman
 from sciattr.datasets.tasks import AMINE, BENZENE, ETHER
 from sciattr.errors import InputError, describe, require
 
-__all__ = ["FUNCTIONAL_GROUPS", "atom_scores", "functional_group_units", "ring_system_units", "brics_units",
-           "SubstructureStat", "SubstructureRanking", "aggregate_substructures", "aggregate_attribution",
-           "RGroupComparison", "rgroup_attributions", "compare_with_free_wilson", "UNIT_KINDS"]
+__all__ = [
+    "FUNCTIONAL_GROUPS",
+    "UNIT_KINDS",
+    "RGroupComparison",
+    "SubstructureRanking",
+    "SubstructureStat",
+    "aggregate_attribution",
+    "aggregate_substructures",
+    "atom_scores",
+    "brics_units",
+    "compare_with_free_wilson",
+    "functional_group_units",
+    "rgroup_attributions",
+    "ring_system_units",
+]
 
 #: A small table of functional groups (name -> SMARTS); every match is one occurrence.
 FUNCTIONAL_GROUPS: dict[str, str] = {
@@ -71,7 +82,7 @@ UNIT_KINDS = ("functional_groups", "ring_systems", "brics")
 
 
 # ---------------------------------------------------------------------------------------- atom scores
-def atom_scores(result, index: int, task: Optional[int] = None) -> np.ndarray:
+def atom_scores(result, index: int, task: int | None = None) -> np.ndarray:
     """``(n_atoms,)`` total attribution of each atom of molecule ``index`` of a ``MoleculeAttribution``.
 
     The atom's own features plus half of every pair (Weave) or directed edge (PyG) it belongs
@@ -99,12 +110,12 @@ def _ready(mol):
     copy = chem.Mol(mol)
     try:
         chem.SanitizeMol(copy)
-    except Exception as exc:  # RDKit raises several unrelated exception types
+    except Exception as exc:  # noqa: BLE001 -- RDKit raises several unrelated exception types
         raise InputError(f"expected a molecule RDKit can sanitize; got {chem.MolToSmiles(mol)!r} ({exc})") from None
     return copy
 
 
-def functional_group_units(mol, groups: Optional[dict[str, str]] = None) -> list[tuple[str, tuple[int, ...]]]:
+def functional_group_units(mol, groups: dict[str, str] | None = None) -> list[tuple[str, tuple[int, ...]]]:
     """``(group name, atom indices)`` of every match of every functional group in ``mol``."""
     chem = _chem()
     mol = _ready(mol)
@@ -203,7 +214,7 @@ class SubstructureRanking:
 
 
 def aggregate_substructures(mols: Sequence, atom_values: Sequence, *, kind: str = "functional_groups",
-                            min_count: int = 1, groups: Optional[dict[str, str]] = None) -> SubstructureRanking:
+                            min_count: int = 1, groups: dict[str, str] | None = None) -> SubstructureRanking:
     """Sum per-atom attributions over the units of every molecule and rank the units.
 
     Parameters
@@ -254,8 +265,8 @@ def aggregate_substructures(mols: Sequence, atom_values: Sequence, *, kind: str 
     return SubstructureRanking(kind, stats, len(mols) - len(skipped), skipped)
 
 
-def _selected(result, task: Optional[int], active_threshold: Optional[float],
-              indices: Optional[Sequence[int]]) -> list[int]:
+def _selected(result, task: int | None, active_threshold: float | None,
+              indices: Sequence[int] | None) -> list[int]:
     if indices is not None:
         return [int(i) for i in indices]
     if active_threshold is None:
@@ -268,9 +279,9 @@ def _selected(result, task: Optional[int], active_threshold: Optional[float],
     return [i for i in range(result.n_examples) if float(scores[i]) > active_threshold]
 
 
-def aggregate_attribution(result, *, kind: str = "functional_groups", task: Optional[int] = None,
-                          active_threshold: Optional[float] = 0.0, indices: Optional[Sequence[int]] = None,
-                          min_count: int = 1, groups: Optional[dict[str, str]] = None) -> SubstructureRanking:
+def aggregate_attribution(result, *, kind: str = "functional_groups", task: int | None = None,
+                          active_threshold: float | None = 0.0, indices: Sequence[int] | None = None,
+                          min_count: int = 1, groups: dict[str, str] | None = None) -> SubstructureRanking:
     """:func:`aggregate_substructures` over the molecules of a ``MoleculeAttribution``.
 
     By default only the molecules predicted active (score ``> active_threshold``, a logit of 0

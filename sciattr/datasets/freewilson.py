@@ -17,15 +17,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
 from sciattr.datasets.molecules import MoleculeSet, molecules_from_smiles, rdkit_file
 from sciattr.errors import InputError, require
 
-__all__ = ["load_chembl2321810", "chembl2321810_scaffold", "RGroupTable", "decompose_rgroups",
-           "FreeWilsonFit", "free_wilson"]
+__all__ = [
+    "FreeWilsonFit",
+    "RGroupTable",
+    "chembl2321810_scaffold",
+    "decompose_rgroups",
+    "free_wilson",
+    "load_chembl2321810",
+]
 
 FREEWILSON_DATA = ("FreeWilson", "data")
 

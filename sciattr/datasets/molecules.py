@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from sciattr.errors import InputError, MissingDependencyError, require
 
-__all__ = ["MoleculeSet", "SkippedRow", "rdkit_file", "molecules_from_smiles", "split_indices"]
+__all__ = ["MoleculeSet", "SkippedRow", "molecules_from_smiles", "rdkit_file", "split_indices"]
 
 
 @dataclass(frozen=True)
@@ -48,14 +47,14 @@ class MoleculeSet:
     smiles: list[str]
     names: list[str]
     mols: list
-    values: Optional[np.ndarray] = None
+    values: np.ndarray | None = None
     source: str = ""
     skipped: list[SkippedRow] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.mols)
 
-    def subset(self, indices: Iterable[int]) -> "MoleculeSet":
+    def subset(self, indices: Iterable[int]) -> MoleculeSet:
         """The molecules at ``indices`` (in that order)."""
         idx = [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < len(self)]
@@ -92,7 +91,7 @@ def rdkit_file(folder: str, *parts: str) -> Path:
 
 
 def molecules_from_smiles(rows: Sequence[tuple[int, str, str]], source: str,
-                          values: Optional[Sequence[float]] = None) -> MoleculeSet:
+                          values: Sequence[float] | None = None) -> MoleculeSet:
     """Parse ``(line number, smiles, name)`` rows; unparsable rows go to ``skipped``.
 
     ``values`` (same length as ``rows``) is kept for the rows that parse.

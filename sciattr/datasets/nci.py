@@ -8,12 +8,10 @@ and are reported in ``MoleculeSet.skipped``.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from sciattr.datasets.molecules import MoleculeSet, molecules_from_smiles, rdkit_file
 from sciattr.errors import InputError
 
-__all__ = ["load_nci", "NCI_SMILES_FILE", "NCI_TPSA_FILE"]
+__all__ = ["NCI_SMILES_FILE", "NCI_TPSA_FILE", "load_nci"]
 
 NCI_SMILES_FILE = ("NCI", "first_5K.smi")
 NCI_TPSA_FILE = ("NCI", "first_5k.tpsa.csv")
@@ -29,7 +27,7 @@ def _read_tpsa() -> list[tuple[str, float]]:
     return rows
 
 
-def load_nci(limit: Optional[int] = None) -> MoleculeSet:
+def load_nci(limit: int | None = None) -> MoleculeSet:
     """Read the NCI molecules (optionally only the first ``limit`` lines of the file).
 
     Returns

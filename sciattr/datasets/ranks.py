@@ -9,7 +9,7 @@ import numpy as np
 
 from sciattr.errors import InputError
 
-__all__ = ["average_ranks", "auroc", "spearman"]
+__all__ = ["auroc", "average_ranks", "spearman"]
 
 
 def average_ranks(values) -> np.ndarray:

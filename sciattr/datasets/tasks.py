@@ -18,8 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Optional, Union
+from functools import cache
 
 import numpy as np
 
@@ -27,11 +26,20 @@ from sciattr.datasets.molecules import MoleculeSet
 from sciattr.datasets.ranks import auroc
 from sciattr.errors import InputError, require
 
-__all__ = ["SmartsTask", "TASKS", "TaskData", "AttributionScore", "get_task", "build_task", "task_label_matrix",
-           "attribution_auroc", "score_attributions"]
+__all__ = [
+    "TASKS",
+    "AttributionScore",
+    "SmartsTask",
+    "TaskData",
+    "attribution_auroc",
+    "build_task",
+    "get_task",
+    "score_attributions",
+    "task_label_matrix",
+]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(smarts: str):
     require("rdkit", "chem")
     from rdkit import Chem
@@ -112,7 +120,7 @@ TASKS: dict[str, SmartsTask] = {
 }
 
 
-def get_task(task: Union[str, SmartsTask]) -> SmartsTask:
+def get_task(task: str | SmartsTask) -> SmartsTask:
     """A task by name (see :data:`TASKS`), or the task itself."""
     if isinstance(task, SmartsTask):
         return task
@@ -143,7 +151,7 @@ class TaskData:
         return np.flatnonzero(self.labels)
 
 
-def build_task(task: Union[str, SmartsTask], molecules: Optional[MoleculeSet] = None) -> TaskData:
+def build_task(task: str | SmartsTask, molecules: MoleculeSet | None = None) -> TaskData:
     """Label ``molecules`` (default: the NCI set) with ``task`` and collect the true masks."""
     spec = get_task(task)
     if molecules is None:
@@ -155,7 +163,7 @@ def build_task(task: Union[str, SmartsTask], molecules: Optional[MoleculeSet] = 
     return TaskData(spec, molecules, labels, masks)
 
 
-def task_label_matrix(tasks: Sequence[Union[str, SmartsTask]], molecules: MoleculeSet) -> np.ndarray:
+def task_label_matrix(tasks: Sequence[str | SmartsTask], molecules: MoleculeSet) -> np.ndarray:
     """``(n_molecules, n_tasks)`` float32 0/1 labels, one column per task."""
     specs = [get_task(t) for t in tasks]
     return np.array([[float(s.is_positive(mol)) for s in specs] for mol in molecules.mols],

@@ -36,7 +36,7 @@ from sciattr.diagnostics.faithfulness import (
     plot_ablation,
 )
 from sciattr.diagnostics.features import FeatureMap
-from sciattr.diagnostics.grid import alpha_grid, attribute_on_grid
+from sciattr.diagnostics.grid import alpha_grid, attribute_on_grid, grid_rule
 from sciattr.diagnostics.interior import (
     PAPER_ALPHAS,
     InteriorFrames,
@@ -60,19 +60,14 @@ from sciattr.diagnostics.saturation import (
 
 __all__ = [
     "PAPER_ALPHAS",
-    # faithfulness
     "AblationCurve",
     "BaselineSensitivity",
-    # convergence and baselines
     "ConvergenceTable",
     "EraserScores",
-    # building blocks
     "FeatureMap",
-    # interior gradients
     "InteriorFrames",
     "LayerSaturation",
     "Localization",
-    # saturation
     "SaturationCurve",
     "ablation_curve",
     "alpha_grid",
@@ -87,6 +82,7 @@ __all__ = [
     "eraser_scores",
     "frame_grid",
     "frames_from_attribution",
+    "grid_rule",
     "interior_frames",
     "layer_saturation",
     "localization",

@@ -98,8 +98,10 @@ class ConvergenceTable:
 
     def slopes(self) -> dict[str, float]:
         """rule -> fitted log-log slope of the mean gap against the steps."""
-        return {rule: loglog_slope(self.steps, self.mean_gap[r].tolist(), self.floor)
-                for r, rule in enumerate(self.rules)}
+        return {
+            rule: loglog_slope(self.steps, self.mean_gap[r].tolist(), self.floor)
+            for r, rule in enumerate(self.rules)
+        }
 
     def steps_to_reach(self, relative: float = 0.01) -> dict[str, int | None]:
         """rule -> smallest listed step count whose relative gap is at most ``relative``."""
@@ -115,22 +117,40 @@ class ConvergenceTable:
         slopes = self.slopes()
         lines = [head]
         for r, rule in enumerate(self.rules):
-            lines.append(f"{rule:<18}" + "".join(f"{g:>10.2e}" for g in self.mean_gap[r].tolist())
-                         + f"{slopes[rule]:>8.2f}")
+            lines.append(
+                f"{rule:<18}"
+                + "".join(f"{g:>10.2e}" for g in self.mean_gap[r].tolist())
+                + f"{slopes[rule]:>8.2f}"
+            )
         return "\n".join(lines)
 
 
 def _check_steps(steps) -> list[int]:
-    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps or any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps):
-        raise InputError(f"expected steps as a non-empty sequence of positive integers; got {describe(steps)}")
+    if (
+        isinstance(steps, (str, bytes))
+        or not isinstance(steps, Sequence)
+        or not steps
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps)
+    ):
+        raise InputError(
+            f"expected steps as a non-empty sequence of positive integers; got {describe(steps)}"
+        )
     return sorted(set(steps))
 
 
-def completeness_convergence(model: Callable, inputs, *, rules: Sequence = CONVERGENCE_RULES,
-                             steps: Sequence[int] = CONVERGENCE_STEPS, baselines=None, target=None,
-                             forward_kwargs=None, segments=None, batch_size: int | None = None,
-                             memory_budget=None) -> ConvergenceTable:
+def completeness_convergence(
+    model: Callable,
+    inputs,
+    *,
+    rules: Sequence = CONVERGENCE_RULES,
+    steps: Sequence[int] = CONVERGENCE_STEPS,
+    baselines=None,
+    target=None,
+    forward_kwargs=None,
+    segments=None,
+    batch_size: int | None = None,
+    memory_budget=None,
+) -> ConvergenceTable:
     """Completeness gap of integrated gradients for every rule and step count.
 
     Parameters
@@ -147,24 +167,39 @@ def completeness_convergence(model: Callable, inputs, *, rules: Sequence = CONVE
     ConvergenceTable
         ``gaps`` of shape ``(len(rules), len(steps), m)``.
     """
-    if isinstance(rules, str) or not isinstance(rules, Sequence) or not rules \
-            or not all(isinstance(r, str) for r in rules):
+    if (
+        isinstance(rules, str)
+        or not isinstance(rules, Sequence)
+        or not rules
+        or not all(isinstance(r, str) for r in rules)
+    ):
         raise InputError(f"expected rules as a non-empty sequence of rule names; got {describe(rules)}")
     step_list = _check_steps(steps)
     gaps, first = [], None
     for rule in rules:
         row = []
         for k in step_list:
-            res = attribute(model, inputs, method="integrated_gradients", steps=k, rule=rule, baselines=baselines,
-                            target=target, forward_kwargs=forward_kwargs, segments=segments,
-                            batch_size=batch_size, memory_budget=memory_budget)
+            res = attribute(
+                model,
+                inputs,
+                method="integrated_gradients",
+                steps=k,
+                rule=rule,
+                baselines=baselines,
+                target=target,
+                forward_kwargs=forward_kwargs,
+                segments=segments,
+                batch_size=batch_size,
+                memory_budget=memory_budget,
+            )
             row.append(res.completeness_gap.abs().reshape(-1))
             first = res if first is None else first
         gaps.append(torch.stack(row))
     scale = float(torch.maximum(first.forward_x.abs(), first.forward_baseline.abs()).max().clamp_min(1.0))
     floor = 1e3 * torch.finfo(first.forward_x.dtype).eps * scale
-    return ConvergenceTable(rules=list(rules), steps=step_list, gaps=torch.stack(gaps),
-                            delta=first.delta.reshape(-1), floor=floor)
+    return ConvergenceTable(
+        rules=list(rules), steps=step_list, gaps=torch.stack(gaps), delta=first.delta.reshape(-1), floor=floor
+    )
 
 
 def plot_convergence(table: ConvergenceTable, path, *, title: str | None = None):
@@ -224,7 +259,9 @@ class BaselineSensitivity:
         rho, l1 = self.mean_spearman, self.mean_l1
         for i, a in enumerate(self.labels):
             for j in range(i + 1, len(self.labels)):
-                lines.append(f"{a:<12} {self.labels[j]:<12} {float(rho[i, j]):>9.3f} {float(l1[i, j]):>10.4g}")
+                lines.append(
+                    f"{a:<12} {self.labels[j]:<12} {float(rho[i, j]):>9.3f} {float(l1[i, j]):>10.4g}"
+                )
         return "\n".join(lines)
 
 
@@ -235,11 +272,15 @@ def _pairwise(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, 
     l1 = torch.empty_like(rho)
     for i in range(B):
         for j in range(B):
-            l1[:, i, j] = torch.where(valid, (values[i] - values[j]).abs(), torch.zeros_like(values[i])).sum(1)
+            l1[:, i, j] = torch.where(valid, (values[i] - values[j]).abs(), torch.zeros_like(values[i])).sum(
+                1
+            )
     if bool(valid.all()):
         per_example = values.permute(1, 0, 2)  # (n, B, G)
         G = per_example.shape[-1]
-        rho[:] = spearman(per_example[:, :, None, :].expand(n, B, B, G), per_example[:, None, :, :].expand(n, B, B, G))
+        rho[:] = spearman(
+            per_example[:, :, None, :].expand(n, B, B, G), per_example[:, None, :, :].expand(n, B, B, G)
+        )
         return rho, l1
     for e in range(n):  # examples with different numbers of features
         v = values[:, e, valid[e]]
@@ -247,10 +288,20 @@ def _pairwise(values: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, 
     return rho, l1
 
 
-def baseline_sensitivity(model: Callable, inputs, baselines: Mapping | None = None, *,
-                         method: str = "integrated_gradients", steps: int = 64, rule="gausslegendre",
-                         groups: Mapping | None = None, target=None, forward_kwargs=None, segments=None,
-                         batch_size: int | None = None) -> BaselineSensitivity:
+def baseline_sensitivity(
+    model: Callable,
+    inputs,
+    baselines: Mapping | None = None,
+    *,
+    method: str = "integrated_gradients",
+    steps: int = 64,
+    rule="gausslegendre",
+    groups: Mapping | None = None,
+    target=None,
+    forward_kwargs=None,
+    segments=None,
+    batch_size: int | None = None,
+) -> BaselineSensitivity:
     """Attributions under several baselines, compared by rank correlation and L1 distance.
 
     Parameters
@@ -272,21 +323,40 @@ def baseline_sensitivity(model: Callable, inputs, baselines: Mapping | None = No
     """
     specs = SENSITIVITY_BASELINES if baselines is None else baselines
     if not isinstance(specs, Mapping) or len(specs) < 2:
-        raise InputError(f"expected a mapping label -> baseline spec with at least two entries; "
-                         f"got {describe(baselines)}")
-    results = {str(label): attribute(model, inputs, method=method, baselines=spec, steps=steps, rule=rule,
-                                     target=target, forward_kwargs=forward_kwargs, segments=segments,
-                                     batch_size=batch_size) for label, spec in specs.items()}
+        raise InputError(
+            f"expected a mapping label -> baseline spec with at least two entries; got {describe(baselines)}"
+        )
+    results = {
+        str(label): attribute(
+            model,
+            inputs,
+            method=method,
+            baselines=spec,
+            steps=steps,
+            rule=rule,
+            target=target,
+            forward_kwargs=forward_kwargs,
+            segments=segments,
+            batch_size=batch_size,
+        )
+        for label, spec in specs.items()
+    }
     first = next(iter(results.values()))
     if first.multi_target:
         raise InputError("expected one target per example for baseline sensitivity; got several")
-    rows = {name: (torch.arange(x.shape[0], device=x.device) if first.segments is None else first.segments[name])
-            for name, x in first.inputs.items()}
+    rows = {
+        name: (torch.arange(x.shape[0], device=x.device) if first.segments is None else first.segments[name])
+        for name, x in first.inputs.items()
+    }
     features = FeatureMap(first.inputs, rows, first.n_examples, groups)
     values = torch.stack([features.aggregate(r.attributions) for r in results.values()])
     rho, l1 = _pairwise(values, features.valid)
-    return BaselineSensitivity(labels=list(results), attributions={k: r.attributions for k, r in results.items()},
-                               spearman=rho, l1=l1)
+    return BaselineSensitivity(
+        labels=list(results),
+        attributions={k: r.attributions for k, r in results.items()},
+        spearman=rho,
+        l1=l1,
+    )
 
 
 def plot_baseline_sensitivity(result: BaselineSensitivity, path, *, title: str | None = None):
@@ -295,9 +365,10 @@ def plot_baseline_sensitivity(result: BaselineSensitivity, path, *, title: str |
         raise InputError(f"expected a BaselineSensitivity; got {describe(result)}")
     fig, axes = new_figure(1, 2, size=(9.0, 4.0))
     B = len(result.labels)
-    for ax, matrix, name, cmap, lims in ((axes[0, 0], result.mean_spearman, "Spearman rank correlation", "RdBu_r",
-                                          (-1, 1)),
-                                         (axes[0, 1], result.mean_l1, "L1 distance", "viridis", (None, None))):
+    for ax, matrix, name, cmap, lims in (
+        (axes[0, 0], result.mean_spearman, "Spearman rank correlation", "RdBu_r", (-1, 1)),
+        (axes[0, 1], result.mean_l1, "L1 distance", "viridis", (None, None)),
+    ):
         data = matrix.detach().cpu().double().numpy()
         image = ax.imshow(data, cmap=cmap, vmin=lims[0], vmax=lims[1])
         ax.set_xticks(range(B), result.labels, rotation=45)

@@ -36,16 +36,27 @@ def check_segments(named: dict[str, torch.Tensor], segments: Mapping | None) -> 
     if segments is None:
         sizes = {name: x.shape[0] for name, x in named.items()}
         if len(set(sizes.values())) != 1:
-            raise InputError(f"expected all inputs to have the same number of examples; got {sizes}")
+            raise InputError(
+                f"expected all inputs to have the same number of examples; got {sizes} "
+                f"(pass segments= for ragged inputs)"
+            )
         return next(iter(sizes.values())), None
     if not isinstance(segments, Mapping) or set(segments) != set(named):
-        raise InputError(f"expected segments for exactly the inputs {sorted(named)}; got {describe(segments)}")
+        raise InputError(
+            f"expected segments for exactly the inputs {sorted(named)}; got {describe(segments)}"
+        )
     out, n = {}, 0
     for name, seg in segments.items():
         rows = named[name].shape[0]
-        if not isinstance(seg, torch.Tensor) or seg.dim() != 1 or seg.shape[0] != rows \
-                or seg.dtype not in (torch.int32, torch.int64):
-            raise InputError(f"expected segments[{name!r}] as a ({rows},) integer tensor; got {describe(seg)}")
+        if (
+            not isinstance(seg, torch.Tensor)
+            or seg.dim() != 1
+            or seg.shape[0] != rows
+            or seg.dtype not in (torch.int32, torch.int64)
+        ):
+            raise InputError(
+                f"expected segments[{name!r}] as a ({rows},) integer tensor; got {describe(seg)}"
+            )
         if rows and int(seg.min()) < 0:
             raise InputError(f"expected non-negative example indices in segments[{name!r}]")
         out[name] = seg.to(named[name].device).long()
@@ -73,18 +84,32 @@ class CopyEvaluator:
         inputs passed unchanged.
     """
 
-    def __init__(self, model: Callable, inputs, *, target=None, segments: Mapping | None = None,
-                 forward_kwargs: Mapping | None = None):
+    def __init__(
+        self,
+        model: Callable,
+        inputs,
+        *,
+        target=None,
+        segments: Mapping | None = None,
+        forward_kwargs: Mapping | None = None,
+    ):
         self.model = model
         self.named, self.bare = normalize_inputs(inputs)
         if segments is not None and self.bare:
-            raise InputError("expected named inputs (a mapping name -> tensor) with segments; got a bare tensor")
+            raise InputError(
+                "expected named inputs (a mapping name -> tensor) with segments; got a bare tensor"
+            )
         self.n, self.segments = check_segments(self.named, segments)
         if self.n == 0:
             raise InputError("expected at least one example; got none")
-        self.device = next(iter(self.named.values())).device
-        self.index = {name: RowIndex(None if self.segments is None else self.segments[name], self.n,
-                                     x.shape[0], self.device) for name, x in self.named.items()}
+        first = next(iter(self.named.values()))
+        self.device, self.dtype = first.device, first.dtype
+        self.index = {
+            name: RowIndex(
+                None if self.segments is None else self.segments[name], self.n, x.shape[0], self.device
+            )
+            for name, x in self.named.items()
+        }
         self.selector = resolve_target(target, self.n)
         if self.selector.multi:
             raise InputError(f"expected one target per example for this diagnostic; got {describe(target)}")
@@ -108,8 +133,10 @@ class CopyEvaluator:
         for key, value in self.forward_kwargs.items():
             if isinstance(value, torch.Tensor):
                 if value.dim() == 0 or value.shape[0] != self.n:
-                    raise InputError(f"expected forward_kwargs[{key!r}] with one row per example ({self.n}); "
-                                     f"got {describe(value)}")
+                    raise InputError(
+                        f"expected forward_kwargs[{key!r}] with one row per example ({self.n}); "
+                        f"got {describe(value)}"
+                    )
                 value = value[example.to(value.device)]
             out[key] = value
         return out
@@ -128,7 +155,9 @@ class CopyEvaluator:
         if isinstance(spec, Mapping):
             unknown = set(spec) - set(self.named)
             if unknown:
-                raise InputError(f"expected baselines only for the inputs {sorted(self.named)}; got {sorted(unknown)}")
+                raise InputError(
+                    f"expected baselines only for the inputs {sorted(self.named)}; got {sorted(unknown)}"
+                )
             specs = {name: spec.get(name) for name in self.named}
         elif isinstance(spec, torch.Tensor) and not self.bare:
             raise InputError("expected a mapping name -> baseline for named inputs; got one tensor")
@@ -137,8 +166,14 @@ class CopyEvaluator:
         return {name: resolve_baseline(specs[name], x, name) for name, x in self.named.items()}
 
     # ------------------------------------------------------------------ evaluation
-    def forwards(self, n_copies: int, make_rows: MakeRows, *, alphas: torch.Tensor | None = None,
-                 batch_size: int | None = None) -> Iterator[tuple[Replicas, torch.Tensor, object]]:
+    def forwards(
+        self,
+        n_copies: int,
+        make_rows: MakeRows,
+        *,
+        alphas: torch.Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> Iterator[tuple[Replicas, torch.Tensor, object]]:
         """Run the model on all ``n x n_copies`` replicas, chunk by chunk.
 
         Yields ``(replicas, copy, output)`` per forward pass: the chunk's replicas (example and
@@ -147,15 +182,20 @@ class CopyEvaluator:
         """
         if isinstance(n_copies, bool) or not isinstance(n_copies, int) or n_copies < 1:
             raise InputError(f"expected a positive number of copies; got {describe(n_copies)}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise InputError(f"expected batch_size as a positive integer; got {describe(batch_size)}")
         examples = torch.arange(self.n, device=self.device).repeat_interleave(n_copies)
         copies = torch.arange(n_copies, device=self.device).repeat(self.n)
         budget = None if batch_size is not None else DEFAULT_ELEMENT_BUDGET
         for start, stop in plan_chunks(self.cost[examples.cpu()], batch_size, budget):
             ex, cp = examples[start:stop], copies[start:stop]
-            alpha = torch.ones(ex.shape[0], device=self.device) if alphas is None else alphas[cp]
+            alpha = (
+                torch.ones(ex.shape[0], dtype=self.dtype, device=self.device)
+                if alphas is None
+                else alphas[cp]
+            )
             reps = Replicas(example=ex, alpha=alpha)
             leaves = {}
             for name in self.named:
@@ -174,7 +214,9 @@ class CopyEvaluator:
             raise ModelOutputError(f"expected one score per example; the target gave {scores.shape[1]}")
         if not torch.isfinite(scores).all():
             bad = reps.example[~torch.isfinite(scores[:, 0])].unique().tolist()
-            raise ModelOutputError(f"expected finite model scores; got non-finite ones for examples {bad[:10]}")
+            raise ModelOutputError(
+                f"expected finite model scores; got non-finite ones for examples {bad[:10]}"
+            )
         return scores[:, 0]
 
     def scores(self, n_copies: int, make_rows: MakeRows, *, batch_size: int | None = None) -> torch.Tensor:

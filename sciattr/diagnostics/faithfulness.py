@@ -97,8 +97,9 @@ class _Ablator:
     """Feature ranking and batched scoring of ablated copies, shared by the faithfulness metrics."""
 
     def __init__(self, model, inputs, *, target, baselines, groups, segments, forward_kwargs):
-        self.evaluator = CopyEvaluator(model, inputs, target=target, segments=segments,
-                                       forward_kwargs=forward_kwargs)
+        self.evaluator = CopyEvaluator(
+            model, inputs, target=target, segments=segments, forward_kwargs=forward_kwargs
+        )
         ev = self.evaluator
         self.named = ev.named
         self.base = ev.baselines(baselines)
@@ -116,8 +117,9 @@ class _Ablator:
             keys = self.features.keys(attribution_maps(attributions, self.named), order)
         return self.features.ranks(keys)
 
-    def scores(self, rank: torch.Tensor, removed: torch.Tensor, keep_only: torch.Tensor,
-               batch_size: int | None) -> torch.Tensor:
+    def scores(
+        self, rank: torch.Tensor, removed: torch.Tensor, keep_only: torch.Tensor, batch_size: int | None
+    ) -> torch.Tensor:
         """``(n, C)`` scores of copies: copy ``c`` of example ``e`` removes the features ranked
         below ``removed[e, c]`` -- or, where ``keep_only[c]``, all the others."""
         element_rank = self.features.element_ranks(rank)
@@ -131,11 +133,23 @@ class _Ablator:
 
         return self.evaluator.scores(int(removed.shape[1]), make_rows, batch_size=batch_size)
 
-    def curve(self, method: str, rank: torch.Tensor, steps: int | None, features_per_step: int,
-              batch_size: int | None) -> AblationCurve:
+    def curve(
+        self,
+        method: str,
+        rank: torch.Tensor,
+        steps: int | None,
+        features_per_step: int,
+        batch_size: int | None,
+    ) -> AblationCurve:
         counts = self.features.counts
-        if isinstance(features_per_step, bool) or not isinstance(features_per_step, int) or features_per_step < 1:
-            raise InputError(f"expected features_per_step as a positive integer; got {describe(features_per_step)}")
+        if (
+            isinstance(features_per_step, bool)
+            or not isinstance(features_per_step, int)
+            or features_per_step < 1
+        ):
+            raise InputError(
+                f"expected features_per_step as a positive integer; got {describe(features_per_step)}"
+            )
         if steps is None:
             steps = max(1, math.ceil(int(counts.max()) / features_per_step))
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -143,7 +157,9 @@ class _Ablator:
         k = torch.arange(steps + 1, device=counts.device) * features_per_step
         removed = torch.minimum(k[None, :], counts[:, None])
         keep_only = torch.zeros(steps + 1, dtype=torch.bool, device=counts.device)
-        return AblationCurve(method=method, removed=removed, scores=self.scores(rank, removed, keep_only, batch_size))
+        return AblationCurve(
+            method=method, removed=removed, scores=self.scores(rank, removed, keep_only, batch_size)
+        )
 
 
 def _defaults_from(attributions, baselines, segments):
@@ -153,10 +169,23 @@ def _defaults_from(attributions, baselines, segments):
     return baselines, segments
 
 
-def ablation_curve(model: Callable, inputs, attributions: AttributionLike | str, *, method: str | None = None,
-                   target=None, baselines=None, groups: Mapping | None = None, segments=None,
-                   steps: int | None = None, features_per_step: int = 1, order: str = "descending", seed: int = 0,
-                   forward_kwargs=None, batch_size: int | None = None) -> AblationCurve:
+def ablation_curve(
+    model: Callable,
+    inputs,
+    attributions: AttributionLike | str,
+    *,
+    method: str | None = None,
+    target=None,
+    baselines=None,
+    groups: Mapping | None = None,
+    segments=None,
+    steps: int | None = None,
+    features_per_step: int = 1,
+    order: str = "descending",
+    seed: int = 0,
+    forward_kwargs=None,
+    batch_size: int | None = None,
+) -> AblationCurve:
     """Remove features in order of attribution and record the model's score after every step.
 
     Parameters
@@ -189,42 +218,76 @@ def ablation_curve(model: Callable, inputs, attributions: AttributionLike | str,
         ``scores`` and ``removed`` of shape ``(n, L+1)``; ``aopc`` per example.
     """
     baselines, segments = _defaults_from(attributions, baselines, segments)
-    ablator = _Ablator(model, inputs, target=target, baselines=baselines, groups=groups, segments=segments,
-                       forward_kwargs=forward_kwargs)
+    ablator = _Ablator(
+        model,
+        inputs,
+        target=target,
+        baselines=baselines,
+        groups=groups,
+        segments=segments,
+        forward_kwargs=forward_kwargs,
+    )
     if method is None:
-        method = attributions.method if isinstance(attributions, Attribution) else (
-            RANDOM if isinstance(attributions, str) else "attribution")
+        method = (
+            attributions.method
+            if isinstance(attributions, Attribution)
+            else (RANDOM if isinstance(attributions, str) else "attribution")
+        )
     rank = ablator.rank(attributions, order, seed)
     return ablator.curve(method, rank, steps, features_per_step, batch_size)
 
 
-def compare_ablation(model: Callable, inputs, *, methods: Sequence[str] = ABLATION_METHODS, target=None,
-                     baselines=None, groups: Mapping | None = None, segments=None, steps: int | None = None,
-                     features_per_step: int = 1, order: str = "descending", ig_steps: int = 64, seed: int = 0,
-                     forward_kwargs=None, batch_size: int | None = None) -> dict[str, AblationCurve]:
+def compare_ablation(
+    model: Callable,
+    inputs,
+    *,
+    methods: Sequence[str] = ABLATION_METHODS,
+    target=None,
+    baselines=None,
+    groups: Mapping | None = None,
+    segments=None,
+    steps: int | None = None,
+    features_per_step: int = 1,
+    order: str = "descending",
+    ig_steps: int = 64,
+    seed: int = 0,
+    forward_kwargs=None,
+    batch_size: int | None = None,
+) -> dict[str, AblationCurve]:
     """Ablation curves of several attribution methods on the same inputs, features and baseline.
 
     ``methods`` are names among :data:`ABLATION_METHODS`; attributions are computed with the
     engine (``ig_steps`` Gauss-Legendre nodes for integrated gradients) and the same ``baselines``
     are used for attribution and removal. Returns method -> :class:`AblationCurve`.
     """
-    attribute = {"integrated_gradients": lambda **kw: integrated_gradients(model, inputs, steps=ig_steps, **kw),
-                 "gradient": lambda **kw: gradient(model, inputs, **kw),
-                 "gradient_x_input": lambda **kw: gradient_x_input(model, inputs, **kw)}
+    attribute = {
+        "integrated_gradients": lambda **kw: integrated_gradients(model, inputs, steps=ig_steps, **kw),
+        "gradient": lambda **kw: gradient(model, inputs, **kw),
+        "gradient_x_input": lambda **kw: gradient_x_input(model, inputs, **kw),
+    }
     unknown = [m for m in methods if m not in attribute and m != RANDOM]
     if isinstance(methods, str) or not methods or unknown:
         raise InputError(f"expected methods among {ABLATION_METHODS}; got {describe(methods)}")
-    ablator = _Ablator(model, inputs, target=target, baselines=baselines, groups=groups, segments=segments,
-                       forward_kwargs=forward_kwargs)
+    ablator = _Ablator(
+        model,
+        inputs,
+        target=target,
+        baselines=baselines,
+        groups=groups,
+        segments=segments,
+        forward_kwargs=forward_kwargs,
+    )
     curves = {}
     for method in methods:
         if method == RANDOM:
             source = RANDOM
         else:
-            source = attribute[method](baselines=baselines, target=target, segments=segments,
-                                       forward_kwargs=forward_kwargs)
-        curves[method] = ablator.curve(method, ablator.rank(source, order, seed), steps, features_per_step,
-                                       batch_size)
+            source = attribute[method](
+                baselines=baselines, target=target, segments=segments, forward_kwargs=forward_kwargs
+            )
+        curves[method] = ablator.curve(
+            method, ablator.rank(source, order, seed), steps, features_per_step, batch_size
+        )
     return curves
 
 
@@ -257,8 +320,15 @@ class Localization:
         return float(torch.nanmean(self.precision_at_k))
 
 
-def localization(attributions: AttributionLike, mask, *, groups: Mapping | None = None, segments=None,
-                 k: int | None = None, order: str = "descending") -> Localization:
+def localization(
+    attributions: AttributionLike,
+    mask,
+    *,
+    groups: Mapping | None = None,
+    segments=None,
+    k: int | None = None,
+    order: str = "descending",
+) -> Localization:
     """AUROC and precision@k of attributions against a boolean ground-truth ``mask``.
 
     Parameters
@@ -267,7 +337,8 @@ def localization(attributions: AttributionLike, mask, *, groups: Mapping | None 
         An :class:`~sciattr.Attribution`, a tensor or a mapping name -> tensor.
     mask:
         Booleans of the same structure and shapes (or, per input, a prefix of the shape such as
-        one flag per atom row); with ``groups``, a feature is positive when any of its elements is.
+        one flag per atom row; inputs left out of a mapping have no positives); with ``groups``,
+        a feature is positive when any of its elements is.
     groups, segments:
         Features and ragged rows (default segments: the Attribution's).
     k:
@@ -278,14 +349,18 @@ def localization(attributions: AttributionLike, mask, *, groups: Mapping | None 
     maps = named_values(attributions, None, "attributions")
     for name, t in maps.items():
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
-            raise InputError(f"expected attributions[{name!r}] as a tensor with a leading dimension; got {describe(t)}")
+            raise InputError(
+                f"expected attributions[{name!r}] as a tensor with a leading dimension; got {describe(t)}"
+            )
     maps = attribution_maps(maps, maps)
     if isinstance(attributions, Attribution) and segments is None:
         segments = attributions.segments
-    truth = named_values(mask, maps, "mask")
+    truth = _mask_per_input(mask, maps)
     n, segments = check_segments(maps, segments)
-    rows = {name: (torch.arange(t.shape[0], device=t.device) if segments is None else segments[name])
-            for name, t in maps.items()}
+    rows = {
+        name: (torch.arange(t.shape[0], device=t.device) if segments is None else segments[name])
+        for name, t in maps.items()
+    }
     features = FeatureMap(maps, rows, n, groups)
     labels = features.any({name: _expand_mask(truth[name], maps[name], name) for name in maps})
     keys = features.keys(maps, order)
@@ -302,13 +377,27 @@ def localization(attributions: AttributionLike, mask, *, groups: Mapping | None 
     return Localization(auroc=area, precision_at_k=precision, k=top)
 
 
+def _mask_per_input(mask, maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """name -> boolean mask; inputs missing from a mapping have no positive element."""
+    if isinstance(mask, Mapping):
+        unknown = set(mask) - set(maps)
+        if unknown:
+            raise InputError(f"expected a mask only for the inputs {sorted(maps)}; got {sorted(unknown)}")
+        return {
+            name: mask[name] if name in mask else torch.zeros(maps[name].shape, dtype=torch.bool)
+            for name in maps
+        }
+    return named_values(mask, maps, "mask")
+
+
 def _expand_mask(mask, like: torch.Tensor, name: str) -> torch.Tensor:
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
         raise InputError(f"expected mask[{name!r}] as a boolean tensor; got {describe(mask)}")
     d = mask.dim()
     if d == 0 or tuple(mask.shape) != tuple(like.shape[:d]):
-        raise InputError(f"expected mask[{name!r}] of shape {tuple(like.shape)} or a prefix of it; "
-                         f"got {tuple(mask.shape)}")
+        raise InputError(
+            f"expected mask[{name!r}] of shape {tuple(like.shape)} or a prefix of it; got {tuple(mask.shape)}"
+        )
     return mask.to(like.device).reshape(tuple(mask.shape) + (1,) * (like.dim() - d)).expand(like.shape)
 
 
@@ -347,17 +436,32 @@ class EraserScores:
     def summary(self) -> str:
         lines = [f"{'rationale':>9} {'comprehensiveness':>18} {'sufficiency':>12}"]
         for b, frac in enumerate(self.fractions.tolist()):
-            lines.append(f"{frac:>9.0%} {float(self.comprehensiveness[:, b].mean()):>18.4f} "
-                         f"{float(self.sufficiency[:, b].mean()):>12.4f}")
-        lines.append(f"{'average':>9} {float(self.aggregate_comprehensiveness.mean()):>18.4f} "
-                     f"{float(self.aggregate_sufficiency.mean()):>12.4f}")
+            lines.append(
+                f"{frac:>9.0%} {float(self.comprehensiveness[:, b].mean()):>18.4f} "
+                f"{float(self.sufficiency[:, b].mean()):>12.4f}"
+            )
+        lines.append(
+            f"{'average':>9} {float(self.aggregate_comprehensiveness.mean()):>18.4f} "
+            f"{float(self.aggregate_sufficiency.mean()):>12.4f}"
+        )
         return "\n".join(lines)
 
 
-def eraser_scores(model: Callable, inputs, attributions: AttributionLike | str, *,
-                  fractions: Sequence[float] = ERASER_FRACTIONS, target=None, baselines=None,
-                  groups: Mapping | None = None, segments=None, order: str = "descending", seed: int = 0,
-                  forward_kwargs=None, batch_size: int | None = None) -> EraserScores:
+def eraser_scores(
+    model: Callable,
+    inputs,
+    attributions: AttributionLike | str,
+    *,
+    fractions: Sequence[float] = ERASER_FRACTIONS,
+    target=None,
+    baselines=None,
+    groups: Mapping | None = None,
+    segments=None,
+    order: str = "descending",
+    seed: int = 0,
+    forward_kwargs=None,
+    batch_size: int | None = None,
+) -> EraserScores:
     """ERASER comprehensiveness and sufficiency at top-``k %`` rationales.
 
     The rationale of size ``k %`` holds the ``ceil(k % x features)`` top-ranked features (at least
@@ -373,36 +477,56 @@ def eraser_scores(model: Callable, inputs, attributions: AttributionLike | str, 
     if fracs.numel() == 0 or not ((fracs > 0) & (fracs <= 1)).all():
         raise InputError(f"expected fractions in (0, 1]; got {fracs.tolist()}")
     baselines, segments = _defaults_from(attributions, baselines, segments)
-    ablator = _Ablator(model, inputs, target=target, baselines=baselines, groups=groups, segments=segments,
-                       forward_kwargs=forward_kwargs)
+    ablator = _Ablator(
+        model,
+        inputs,
+        target=target,
+        baselines=baselines,
+        groups=groups,
+        segments=segments,
+        forward_kwargs=forward_kwargs,
+    )
     rank = ablator.rank(attributions, order, seed)
     counts = ablator.features.counts.to(torch.float64)
     sizes = torch.ceil(fracs.to(counts.device)[None, :] * counts[:, None] - 1e-9).clamp_min(1)
     sizes = torch.minimum(sizes, counts[:, None]).long()  # (n, B)
     B, dev = fracs.numel(), sizes.device
     removed = torch.cat([torch.zeros_like(sizes[:, :1]), sizes, sizes], 1)
-    keep_only = torch.cat([torch.zeros(1 + B, dtype=torch.bool, device=dev), torch.ones(B, dtype=torch.bool,
-                                                                                        device=dev)])
+    keep_only = torch.cat(
+        [torch.zeros(1 + B, dtype=torch.bool, device=dev), torch.ones(B, dtype=torch.bool, device=dev)]
+    )
     scores = ablator.scores(rank, removed, keep_only, batch_size)
     full = scores[:, 0]
-    return EraserScores(fractions=fracs, full=full, comprehensiveness=full[:, None] - scores[:, 1:1 + B],
-                        sufficiency=full[:, None] - scores[:, 1 + B:])
+    return EraserScores(
+        fractions=fracs,
+        full=full,
+        comprehensiveness=full[:, None] - scores[:, 1 : 1 + B],
+        sufficiency=full[:, None] - scores[:, 1 + B :],
+    )
 
 
 # ---------------------------------------------------------------------- figure
 def plot_ablation(curves: Mapping[str, AblationCurve], path, *, title: str | None = None):
     """Two panels: mean score drop vs perturbation step, and AOPC vs step (Fig. 5)."""
-    if not isinstance(curves, Mapping) or not curves or \
-            not all(isinstance(c, AblationCurve) for c in curves.values()):
+    if (
+        not isinstance(curves, Mapping)
+        or not curves
+        or not all(isinstance(c, AblationCurve) for c in curves.values())
+    ):
         raise InputError(f"expected a non-empty mapping method -> AblationCurve; got {describe(curves)}")
     fig, axes = new_figure(1, 2, size=(10.0, 4.0))
     for label, curve in curves.items():
         steps = torch.arange(curve.scores.shape[1]).numpy()
-        axes[0, 0].plot(steps, curve.drops.mean(0).detach().cpu().double().numpy(),
-                        label=f"{label} (AOPC {curve.mean_aopc:.3g})")
+        axes[0, 0].plot(
+            steps,
+            curve.drops.mean(0).detach().cpu().double().numpy(),
+            label=f"{label} (AOPC {curve.mean_aopc:.3g})",
+        )
         axes[0, 1].plot(steps, curve.aopc_curve.detach().cpu().double().numpy(), label=label)
-    for ax, ylabel, sub in ((axes[0, 0], "mean f(x) - f(x_(k))", "(a) score drop"),
-                            (axes[0, 1], "AOPC", "(b) area over the perturbation curve")):
+    for ax, ylabel, sub in (
+        (axes[0, 0], "mean f(x) - f(x_(k))", "(a) score drop"),
+        (axes[0, 1], "AOPC", "(b) area over the perturbation curve"),
+    ):
         ax.set_xlabel("perturbation step k")
         ax.set_ylabel(ylabel)
         ax.set_title(sub, fontsize=10)

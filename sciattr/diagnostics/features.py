@@ -41,13 +41,16 @@ def named_values(value, like: Mapping[str, torch.Tensor] | None, what: str) -> d
         out = dict(value.attributions)
     elif isinstance(value, torch.Tensor):
         if like is not None and len(like) != 1:
-            raise InputError(f"expected {what} as a mapping name -> tensor for the inputs {list(like)}; got one tensor")
+            raise InputError(
+                f"expected {what} as a mapping name -> tensor for the inputs {list(like)}; got one tensor"
+            )
         out = {DEFAULT_INPUT_NAME if like is None else next(iter(like)): value}
     elif isinstance(value, Mapping):
         out = dict(value)
     else:
-        raise InputError(f"expected {what} as an Attribution, a tensor or a mapping name -> tensor; "
-                         f"got {describe(value)}")
+        raise InputError(
+            f"expected {what} as an Attribution, a tensor or a mapping name -> tensor; got {describe(value)}"
+        )
     if not out:
         raise InputError(f"expected {what} for at least one input; got none")
     if like is not None and set(out) != set(like):
@@ -55,7 +58,9 @@ def named_values(value, like: Mapping[str, torch.Tensor] | None, what: str) -> d
     return out
 
 
-def attribution_maps(attributions: AttributionLike, named: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def attribution_maps(
+    attributions: AttributionLike, named: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """Attribution tensors per input name, checked against the inputs' shapes.
 
     ``attributions`` is an :class:`~sciattr.Attribution` (single target), a tensor (for a single
@@ -78,8 +83,10 @@ def _broadcast_ids(ids, x: torch.Tensor, name: str) -> torch.Tensor:
         raise InputError(f"expected groups[{name!r}] as an integer tensor; got {describe(ids)}")
     k = ids.dim()
     if k == 0 or tuple(ids.shape) != tuple(x.shape[:k]):
-        raise InputError(f"expected groups[{name!r}] of the input's shape {tuple(x.shape)} or a prefix of it; "
-                         f"got shape {tuple(ids.shape)}")
+        raise InputError(
+            f"expected groups[{name!r}] of the input's shape {tuple(x.shape)} or a prefix of it; "
+            f"got shape {tuple(ids.shape)}"
+        )
     if ids.numel() and int(ids.min()) < -1:
         raise InputError(f"expected group ids >= 0 (or -1 for elements that are not features) in {name!r}")
     ids = ids.to(x.device).long()
@@ -112,8 +119,13 @@ class FeatureMap:
         ``(n,)`` number of features of each example.
     """
 
-    def __init__(self, named: dict[str, torch.Tensor], example_of_rows: dict[str, torch.Tensor], n_examples: int,
-                 groups: Mapping[str, torch.Tensor] | None = None):
+    def __init__(
+        self,
+        named: dict[str, torch.Tensor],
+        example_of_rows: dict[str, torch.Tensor],
+        n_examples: int,
+        groups: Mapping[str, torch.Tensor] | None = None,
+    ):
         groups = dict(groups or {})
         unknown = set(groups) - set(named)
         if unknown:
@@ -163,7 +175,9 @@ class FeatureMap:
 
         Empty slots come after all features; ties keep the order of the feature ids.
         """
-        keys = torch.where(self.valid, keys.to(torch.float64), torch.full_like(keys, -torch.inf, dtype=torch.float64))
+        keys = torch.where(
+            self.valid, keys.to(torch.float64), torch.full_like(keys, -torch.inf, dtype=torch.float64)
+        )
         order = torch.argsort(keys, dim=1, descending=True, stable=True)
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(self.size, device=order.device).expand_as(order))

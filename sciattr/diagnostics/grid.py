@@ -35,7 +35,9 @@ def alpha_grid(alphas=None, *, dtype=torch.float64, device="cpu") -> torch.Tenso
     try:
         grid = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
     except (TypeError, ValueError, RuntimeError):
-        raise InputError(f"expected alphas as an integer or a sequence of numbers; got {describe(alphas)}") from None
+        raise InputError(
+            f"expected alphas as an integer or a sequence of numbers; got {describe(alphas)}"
+        ) from None
     if not torch.isfinite(grid).all() or (grid < 0).any() or (grid > 1).any():
         raise InputError(f"expected alphas in [0, 1]; got {grid.tolist()[:10]}")
     if grid.numel() > 1 and not (grid[1:] > grid[:-1]).all():
@@ -54,6 +56,16 @@ def trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
     return weights
 
 
+def grid_rule(alphas=None, *, dtype=torch.float64, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(alphas, weights)``: the trapezoid rule on exactly this grid, for the engine's ``rule=``.
+
+    With ``store_path=True`` the recorded path is then this grid, e.g. to pass through a domain
+    adapter: ``explain_molecules(model, smiles, rule=grid_rule(21), store_path=True)``.
+    """
+    grid = alpha_grid(alphas, dtype=dtype, device=device)
+    return grid, trapezoid_weights(grid)
+
+
 def cumulative_trapezoid(values: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
     """Running integral ``int_0^{alpha_k} values`` along the first dimension (``(K, ...)``)."""
     gaps = (alphas[1:] - alphas[:-1]).reshape((-1,) + (1,) * (values.dim() - 1))
@@ -61,8 +73,18 @@ def cumulative_trapezoid(values: torch.Tensor, alphas: torch.Tensor) -> torch.Te
     return torch.cat([torch.zeros_like(values[:1]), torch.cumsum(pieces, 0)])
 
 
-def attribute_on_grid(model, inputs, alphas=None, *, baselines=None, target=None, forward_kwargs=None,
-                      segments=None, batch_size: int | None = None, memory_budget=None) -> Attribution:
+def attribute_on_grid(
+    model,
+    inputs,
+    alphas=None,
+    *,
+    baselines=None,
+    target=None,
+    forward_kwargs=None,
+    segments=None,
+    batch_size: int | None = None,
+    memory_budget=None,
+) -> Attribution:
     """Integrated gradients on a grid of alphas (trapezoid rule) with the path recorded.
 
     Returns the engine's :class:`~sciattr.Attribution`; ``result.path.alphas`` is the grid,
@@ -71,11 +93,20 @@ def attribute_on_grid(model, inputs, alphas=None, *, baselines=None, target=None
     """
     named, _ = normalize_inputs(inputs)
     x0 = next(iter(named.values()))
-    grid = alpha_grid(alphas, dtype=x0.dtype, device=x0.device)
-    result = integrated_gradients(model, inputs, baselines=baselines, target=target, steps=int(grid.numel()),
-                                  rule=(grid, trapezoid_weights(grid)), store_path=True,
-                                  forward_kwargs=forward_kwargs, segments=segments, batch_size=batch_size,
-                                  memory_budget=memory_budget)
+    grid, weights = grid_rule(alphas, dtype=x0.dtype, device=x0.device)
+    result = integrated_gradients(
+        model,
+        inputs,
+        baselines=baselines,
+        target=target,
+        steps=int(grid.numel()),
+        rule=(grid, weights),
+        store_path=True,
+        forward_kwargs=forward_kwargs,
+        segments=segments,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+    )
     if result.multi_target:
         raise InputError("expected one target per example for this diagnostic; got several")
     return result

@@ -87,14 +87,19 @@ class InteriorFrames:
         embedding frames into one value per token).
         """
         if isinstance(example, bool) or not isinstance(example, int) or not 0 <= example < self.n_examples:
-            raise InputError(f"expected an example index in [0, {self.n_examples - 1}]; got {describe(example)}")
+            raise InputError(
+                f"expected an example index in [0, {self.n_examples - 1}]; got {describe(example)}"
+            )
         data = self.cumulative if cumulative else self.interior
         if self.segments is None:
             out = data[:, example]
         else:
             out = data[:, self.segments.to(data.device) == example]
-        if isinstance(sum_trailing, bool) or not isinstance(sum_trailing, int) \
-                or not 0 <= sum_trailing < out.dim():
+        if (
+            isinstance(sum_trailing, bool)
+            or not isinstance(sum_trailing, int)
+            or not 0 <= sum_trailing < out.dim()
+        ):
             raise InputError(f"expected sum_trailing in [0, {out.dim() - 1}]; got {describe(sum_trailing)}")
         if sum_trailing:
             out = out.sum(dim=tuple(range(out.dim() - sum_trailing, out.dim())))
@@ -112,19 +117,43 @@ class InteriorFrames:
         counts = torch.bincount(seg, minlength=self.n_examples).clamp_min(1)
         return total / counts[:, None]
 
-    def animate(self, path, example: int = 0, *, cumulative: bool = False, sum_trailing: int = 0,
-                render_frame: RenderFrame | None = None, duration_ms: int = 200,
-                shared_scale: bool = False) -> Path:
+    def animate(
+        self,
+        path,
+        example: int = 0,
+        *,
+        cumulative: bool = False,
+        sum_trailing: int = 0,
+        render_frame: RenderFrame | None = None,
+        duration_ms: int = 200,
+        shared_scale: bool = False,
+    ) -> Path:
         """A GIF of one example's frames, with the Fig. 3 trend chart; returns the path."""
         frames = self.frames(example, cumulative=cumulative, sum_trailing=sum_trailing)
         trend = self.magnitude(cumulative=cumulative)[example]
-        return animate_frames(frames, self.alphas, path, render_frame=render_frame, trend=trend,
-                              duration_ms=duration_ms, shared_scale=shared_scale,
-                              title=f"{'integrated' if cumulative else 'interior'} gradients of {self.name!r}, "
-                                    f"example {example}")
+        return animate_frames(
+            frames,
+            self.alphas,
+            path,
+            render_frame=render_frame,
+            trend=trend,
+            duration_ms=duration_ms,
+            shared_scale=shared_scale,
+            title=f"{'integrated' if cumulative else 'interior'} gradients of {self.name!r}, "
+            f"example {example}",
+        )
 
-    def grid(self, path, example: int = 0, *, alphas: Sequence[float] | None = None, cumulative: bool = False,
-             sum_trailing: int = 0, render_frame: RenderFrame | None = None, columns: int = 5) -> Path:
+    def grid(
+        self,
+        path,
+        example: int = 0,
+        *,
+        alphas: Sequence[float] | None = None,
+        cumulative: bool = False,
+        sum_trailing: int = 0,
+        render_frame: RenderFrame | None = None,
+        columns: int = 5,
+    ) -> Path:
         """A still image of the frames (all, or those nearest to ``alphas``), Fig. 3 layout.
 
         Compute the frames on a grid containing the wanted positions (e.g.
@@ -157,14 +186,29 @@ def frames_from_attribution(result: Attribution, name: str | None = None) -> Int
     velocity = result.inputs[name] - result.baselines[name]
     interior = result.path.gradients[name] * velocity.unsqueeze(0)
     segments = None if result.segments is None else result.segments.get(name)
-    return InteriorFrames(name=name, alphas=alphas, interior=interior,
-                          cumulative=cumulative_trapezoid(interior, alphas), scores=result.path.scores,
-                          segments=segments)
+    return InteriorFrames(
+        name=name,
+        alphas=alphas,
+        interior=interior,
+        cumulative=cumulative_trapezoid(interior, alphas),
+        scores=result.path.scores,
+        segments=segments,
+    )
 
 
-def interior_frames(model: Callable, inputs, *, name: str | None = None, alphas=None, baselines=None,
-                    target=None, forward_kwargs=None, segments=None, batch_size: int | None = None,
-                    memory_budget=None) -> InteriorFrames:
+def interior_frames(
+    model: Callable,
+    inputs,
+    *,
+    name: str | None = None,
+    alphas=None,
+    baselines=None,
+    target=None,
+    forward_kwargs=None,
+    segments=None,
+    batch_size: int | None = None,
+    memory_budget=None,
+) -> InteriorFrames:
     """Interior-gradient frames of input ``name`` on a grid of alphas (one batched engine run).
 
     Parameters
@@ -177,9 +221,17 @@ def interior_frames(model: Callable, inputs, *, name: str | None = None, alphas=
         ``None`` (21 points), a number of equally spaced points, or positions in ``[0, 1]``;
         0 and 1 are always included.
     """
-    result = attribute_on_grid(model, inputs, alphas, baselines=baselines, target=target,
-                               forward_kwargs=forward_kwargs, segments=segments, batch_size=batch_size,
-                               memory_budget=memory_budget)
+    result = attribute_on_grid(
+        model,
+        inputs,
+        alphas,
+        baselines=baselines,
+        target=target,
+        forward_kwargs=forward_kwargs,
+        segments=segments,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+    )
     return frames_from_attribution(result, name)
 
 
@@ -215,8 +267,9 @@ def render_heatmap(frame, scale: float, size=(4.0, 3.0)):
     if values.ndim != 2:
         raise InputError(f"expected a 2-D frame for a heatmap; got shape {values.shape}")
     fig, axes = new_figure(1, 1, size=size)
-    image = axes[0, 0].imshow(values, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto",
-                              interpolation="nearest")
+    image = axes[0, 0].imshow(
+        values, cmap="RdBu_r", vmin=-scale, vmax=scale, aspect="auto", interpolation="nearest"
+    )
     fig.colorbar(image, ax=axes[0, 0], shrink=0.8)
     return figure_image(fig)
 
@@ -226,8 +279,10 @@ def _default_renderer(shape: tuple) -> RenderFrame:
         return render_bars
     if len(shape) == 2:
         return render_heatmap
-    raise InputError(f"expected 1-D or 2-D frames for the default renderers; got frames of shape {shape}; "
-                     f"pass render_frame=callable(frame, scale) -> image or sum trailing dimensions")
+    raise InputError(
+        f"expected 1-D or 2-D frames for the default renderers; got frames of shape {shape}; "
+        f"pass render_frame=callable(frame, scale) -> image or sum trailing dimensions"
+    )
 
 
 def _as_image(image):
@@ -236,8 +291,10 @@ def _as_image(image):
         return image.convert("RGB")
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
-        raise InputError(f"expected render_frame to return a PIL image or an (H, W, 3|4) uint8 array; "
-                         f"got {describe(image)}")
+        raise InputError(
+            f"expected render_frame to return a PIL image or an (H, W, 3|4) uint8 array; "
+            f"got {describe(image)}"
+        )
     return pil.fromarray(array).convert("RGB")
 
 
@@ -304,8 +361,17 @@ def _header_font():
         return font_mod.load_default()
 
 
-def animate_frames(frames, alphas, path, *, render_frame: RenderFrame | None = None, trend=None,
-                   duration_ms: int = 200, shared_scale: bool = False, title: str = "") -> Path:
+def animate_frames(
+    frames,
+    alphas,
+    path,
+    *,
+    render_frame: RenderFrame | None = None,
+    trend=None,
+    duration_ms: int = 200,
+    shared_scale: bool = False,
+    title: str = "",
+) -> Path:
     """Write frames as an animated GIF, one GIF frame per alpha.
 
     Parameters
@@ -338,16 +404,27 @@ def animate_frames(frames, alphas, path, *, render_frame: RenderFrame | None = N
         if values.size != a.size:
             raise InputError(f"expected a trend of {a.size} values; got {values.size}")
         chart = _TrendChart(a, values, images[0].height)
-    composed = [_compose(image, f"{title}  alpha = {a[k]:.3f}  ({k + 1}/{a.size})",
-                         None if chart is None else chart.at(k)) for k, image in enumerate(images)]
+    composed = [
+        _compose(
+            image, f"{title}  alpha = {a[k]:.3f}  ({k + 1}/{a.size})", None if chart is None else chart.at(k)
+        )
+        for k, image in enumerate(images)
+    ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     composed[0].save(path, save_all=True, append_images=composed[1:], duration=duration_ms, loop=0)
     return path
 
 
-def frame_grid(frames, alphas, path, *, render_frame: RenderFrame | None = None, columns: int = 5,
-               shared_scale: bool = False) -> Path:
+def frame_grid(
+    frames,
+    alphas,
+    path,
+    *,
+    render_frame: RenderFrame | None = None,
+    columns: int = 5,
+    shared_scale: bool = False,
+) -> Path:
     """A still image (PNG) of several frames in a grid, each titled with its alpha (Fig. 3)."""
     if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
         raise InputError(f"expected columns as a positive integer; got {describe(columns)}")

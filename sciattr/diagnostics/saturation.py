@@ -122,10 +122,14 @@ class SaturationCurve:
         index, a90 = self.saturation_index(), self.alpha_reaching(0.9)
         lines = [f"{'example':>7} {'F(baseline)':>12} {'F(x)':>12} {'sat@0.2':>8} {'alpha90':>8}"]
         for i in range(min(self.scores.shape[0], max_rows)):
-            lines.append(f"{i:>7} {self.scores[i, 0].item():>12.6g} {self.scores[i, -1].item():>12.6g} "
-                         f"{index[i].item():>8.3f} {a90[i].item():>8.3f}")
-        lines.append(f"mean saturation index {float(torch.nanmean(index)):.3f}, "
-                     f"mean alpha at 90% {float(torch.nanmean(a90)):.3f}")
+            lines.append(
+                f"{i:>7} {self.scores[i, 0].item():>12.6g} {self.scores[i, -1].item():>12.6g} "
+                f"{index[i].item():>8.3f} {a90[i].item():>8.3f}"
+            )
+        lines.append(
+            f"mean saturation index {float(torch.nanmean(index)):.3f}, "
+            f"mean alpha at 90% {float(torch.nanmean(a90)):.3f}"
+        )
         return "\n".join(lines)
 
 
@@ -150,12 +154,23 @@ def curve_from_attribution(result: Attribution) -> SaturationCurve:
         raise InputError(f"expected recorded gradients for every input; missing {sorted(missing)}")
     total = sum(_per_example(g, result, name) for name, g in path.gradients.items())
     squares = sum(_per_example(g * g, result, name) for name, g in path.gradients.items())
-    return SaturationCurve(alphas=path.alphas, scores=path.scores, gradient_sum=total,
-                           gradient_norm=torch.sqrt(squares))
+    return SaturationCurve(
+        alphas=path.alphas, scores=path.scores, gradient_sum=total, gradient_norm=torch.sqrt(squares)
+    )
 
 
-def saturation_curve(model: Callable, inputs, *, alphas=None, baselines=None, target=None, forward_kwargs=None,
-                     segments=None, batch_size: int | None = None, memory_budget=None) -> SaturationCurve:
+def saturation_curve(
+    model: Callable,
+    inputs,
+    *,
+    alphas=None,
+    baselines=None,
+    target=None,
+    forward_kwargs=None,
+    segments=None,
+    batch_size: int | None = None,
+    memory_budget=None,
+) -> SaturationCurve:
     """Score and gradients of ``model`` along the straight path from the baseline to each input.
 
     Parameters
@@ -171,9 +186,17 @@ def saturation_curve(model: Callable, inputs, *, alphas=None, baselines=None, ta
     SaturationCurve
         ``scores``, ``gradient_sum`` and ``gradient_norm`` of shape ``(n, K)``.
     """
-    result = attribute_on_grid(model, inputs, alphas, baselines=baselines, target=target,
-                               forward_kwargs=forward_kwargs, segments=segments, batch_size=batch_size,
-                               memory_budget=memory_budget)
+    result = attribute_on_grid(
+        model,
+        inputs,
+        alphas,
+        baselines=baselines,
+        target=target,
+        forward_kwargs=forward_kwargs,
+        segments=segments,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+    )
     return curve_from_attribution(result)
 
 
@@ -215,7 +238,9 @@ def _resolve_layers(model, layers: Layers) -> dict[str, torch.nn.Module]:
     def one(layer, i):
         if isinstance(layer, str):
             if layer not in named:
-                raise InputError(f"expected a submodule name of the model (e.g. {list(named)[1:6]}); got {layer!r}")
+                raise InputError(
+                    f"expected a submodule name of the model (e.g. {list(named)[1:6]}); got {layer!r}"
+                )
             return layer, named[layer]
         if isinstance(layer, torch.nn.Module):
             return by_id.get(id(layer), f"layer{i}"), layer
@@ -230,7 +255,9 @@ def _resolve_layers(model, layers: Layers) -> dict[str, torch.nn.Module]:
     if isinstance(layers, (str, torch.nn.Module)):
         layers = [layers]
     if not isinstance(layers, Sequence) or not layers:
-        raise InputError(f"expected a layer, a list of layers or a mapping name -> layer; got {describe(layers)}")
+        raise InputError(
+            f"expected a layer, a list of layers or a mapping name -> layer; got {describe(layers)}"
+        )
     return dict(one(layer, i) for i, layer in enumerate(layers))
 
 
@@ -243,13 +270,24 @@ def _replica_vectors(act: torch.Tensor, reps, label: str) -> list[torch.Tensor]:
         if row_replica.shape[0] == act.shape[0]:
             counts = torch.bincount(row_replica, minlength=R).tolist()
             return [chunk.reshape(-1) for chunk in torch.split(act, counts)]
-    raise InputError(f"expected the output of layer {label!r} to have one row per replica ({R}) or per row of "
-                     f"an input; got shape {tuple(act.shape)}; pass activation=callable(output) -> tensor")
+    raise InputError(
+        f"expected the output of layer {label!r} to have one row per replica ({R}) or per row of "
+        f"an input; got shape {tuple(act.shape)}; pass activation=callable(output) -> tensor"
+    )
 
 
-def layer_saturation(model: Callable, inputs, layers: Layers, *, alphas=None, baselines=None, forward_kwargs=None,
-                     segments=None, batch_size: int | None = None,
-                     activation: Callable | None = None) -> dict[str, LayerSaturation]:
+def layer_saturation(
+    model: Callable,
+    inputs,
+    layers: Layers,
+    *,
+    alphas=None,
+    baselines=None,
+    forward_kwargs=None,
+    segments=None,
+    batch_size: int | None = None,
+    activation: Callable | None = None,
+) -> dict[str, LayerSaturation]:
     """L2 and cosine distance of layer activations at ``x' + a (x - x')`` to those at ``x``.
 
     Parameters
@@ -290,8 +328,9 @@ def layer_saturation(model: Callable, inputs, layers: Layers, *, alphas=None, ba
         for reps, copy, _ in evaluator.forwards(K, make_rows, alphas=grid, batch_size=batch_size):
             for label, outputs in captured.items():
                 if len(outputs) != 1:
-                    raise InputError(f"expected layer {label!r} to run once per forward pass; it ran {len(outputs)} "
-                                     f"times")
+                    raise InputError(
+                        f"expected layer {label!r} to run once per forward pass; it ran {len(outputs)} times"
+                    )
                 out = outputs.pop()
                 act = activation(out) if activation is not None else model_output_tensor(out)
                 for r, vec in enumerate(_replica_vectors(act.detach(), reps, label)):
@@ -333,10 +372,17 @@ def plot_saturation(curve: SaturationCurve, path, *, normalize: bool = False, ti
     fig, axes = new_figure(1, 2, size=(10.0, 4.0))
     index = float(torch.nanmean(curve.saturation_index()))
     values = curve.progress() if normalize else curve.scores
-    _lines(axes[0, 0], curve.alphas, values, "fraction of F(x) - F(x')" if normalize else "score F",
-           f"(a) score along the path; mean saturation index {index:.2f}")
+    _lines(
+        axes[0, 0],
+        curve.alphas,
+        values,
+        "fraction of F(x) - F(x')" if normalize else "score F",
+        f"(a) score along the path; mean saturation index {index:.2f}",
+    )
     axes[0, 0].axvline(0.2, color="gray", ls=":", lw=1)
-    _lines(axes[0, 1], curve.alphas, curve.gradient_sum, "sum of input gradients", "(b) gradients along the path")
+    _lines(
+        axes[0, 1], curve.alphas, curve.gradient_sum, "sum of input gradients", "(b) gradients along the path"
+    )
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
@@ -344,8 +390,11 @@ def plot_saturation(curve: SaturationCurve, path, *, normalize: bool = False, ti
 
 def plot_layer_saturation(layers: Mapping[str, LayerSaturation], path, *, title: str | None = None):
     """One row per layer: L2 and cosine distance to the activations at the input (Fig. 12)."""
-    if not isinstance(layers, Mapping) or not layers or \
-            not all(isinstance(v, LayerSaturation) for v in layers.values()):
+    if (
+        not isinstance(layers, Mapping)
+        or not layers
+        or not all(isinstance(v, LayerSaturation) for v in layers.values())
+    ):
         raise InputError(f"expected a non-empty mapping label -> LayerSaturation; got {describe(layers)}")
     fig, axes = new_figure(len(layers), 2, size=(9.0, 3.0 * len(layers)))
     for row, (label, sat) in enumerate(layers.items()):

@@ -23,14 +23,20 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Union
 
 import torch
 
 from sciattr.errors import InputError, describe, require
 
-__all__ = ["ZOO_DIR", "available_models", "model_card", "load_model", "load_featurizer", "build_model",
-           "make_featurizer"]
+__all__ = [
+    "ZOO_DIR",
+    "available_models",
+    "build_model",
+    "load_featurizer",
+    "load_model",
+    "make_featurizer",
+    "model_card",
+]
 
 #: Folder of the shipped chemistry models.
 ZOO_DIR = Path(__file__).resolve().parent / "chem"
@@ -41,7 +47,7 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in ZOO_DIR.glob("*.json") if p.with_suffix(".safetensors").is_file())
 
 
-def _card_path(name_or_path: Union[str, os.PathLike]) -> Path:
+def _card_path(name_or_path: str | os.PathLike) -> Path:
     text = os.fspath(name_or_path)
     if text in available_models():
         return ZOO_DIR / f"{text}.json"
@@ -53,7 +59,7 @@ def _card_path(name_or_path: Union[str, os.PathLike]) -> Path:
                      f"with its .safetensors beside it; got {text!r}")
 
 
-def model_card(name_or_path: Union[str, os.PathLike]) -> dict:
+def model_card(name_or_path: str | os.PathLike) -> dict:
     """The card (a dict) of a shipped model, or of a card/weights path."""
     return json.loads(_card_path(name_or_path).read_text())
 
@@ -88,7 +94,7 @@ def make_featurizer(spec: dict):
     return classes[spec["class"]](**options)
 
 
-def load_model(name_or_path: Union[str, os.PathLike]) -> torch.nn.Module:
+def load_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
     """A shipped (or saved) model in eval mode, float32 on the CPU, with its card as ``model.card``."""
     safetensors = require("safetensors.torch", "chem")
     card_path = _card_path(name_or_path)
@@ -103,7 +109,7 @@ def load_model(name_or_path: Union[str, os.PathLike]) -> torch.nn.Module:
     return model.eval()
 
 
-def load_featurizer(name_or_path: Union[str, os.PathLike, torch.nn.Module]):
+def load_featurizer(name_or_path: str | os.PathLike | torch.nn.Module):
     """The featurizer a shipped model was trained with (by name, path, or a loaded model)."""
     card = getattr(name_or_path, "card", None)
     if card is None:

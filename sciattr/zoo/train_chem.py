@@ -34,7 +34,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -272,9 +271,9 @@ def train_regression(out: Path) -> dict:
 # ---------------------------------------------------------------------------------------- results table
 def results_markdown(cards: list[dict]) -> str:
     """A markdown table of the classifiers' test metrics and attribution AUROC, and the regression."""
-    lines = ["| model | task | test accuracy | balanced accuracy | ROC AUC | attribution AUROC (atoms + ½ links) "
+    lines = [("| model | task | test accuracy | balanced accuracy | ROC AUC | attribution AUROC (atoms + ½ links) "
              "| attribution AUROC (atom features) | positives scored | max relative gap (IG, 50 steps) "
-             "| train CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| train CPU s |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cards:
         if "roc_auc" not in c["test"]:
             continue
@@ -293,12 +292,12 @@ def results_markdown(cards: list[dict]) -> str:
                          f"{t['spearman']:.3f} | {c['attribution']['max_relative_gap']:.1e} | "
                          f"{c['cpu_seconds']:.0f} |")
     header = ["# Shipped chemistry models", "",
-              "Made by `python -m sciattr.zoo.train_chem` (seed 0, one CPU thread). Test split: 10 % of the "
+              ("Made by `python -m sciattr.zoo.train_chem` (seed 0, one CPU thread). Test split: 10 % of the "
               "molecules (seeded 80/10/10 split). Accuracy at logit 0; the classifiers are trained with a "
               "positive-class weight, so balanced accuracy and ROC AUC are the fairer measures on the rare "
               "tasks. Attribution AUROC: integrated gradients (zeros baseline, 50 Gauss–Legendre nodes) on the "
               "positive test molecules, per-molecule AUROC of the atom scores against the atoms matching the "
-              "task's SMARTS (best over alternative matches), averaged; 0.5 is chance.", ""]
+              "task's SMARTS (best over alternative matches), averaged; 0.5 is chance."), ""]
     return "\n".join(header + lines) + "\n"
 
 
@@ -315,7 +314,7 @@ def write_results(out: Path) -> Path:
     return path
 
 
-def main(argv: Optional[list[str]] = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=all_model_names(), help="train only these models")
     parser.add_argument("--out", type=Path, default=ZOO_DIR)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from rdkit import Chem
 
-from sciattr.chem import SimpleWeaveFeaturizer, W2N2
+from sciattr.chem import W2N2, SimpleWeaveFeaturizer
 from sciattr.chem.adapter import explain_molecules
 from sciattr.chem.draw import (
     NEGATIVE,

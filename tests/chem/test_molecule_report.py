@@ -7,7 +7,7 @@ import pytest
 import torch
 from rdkit import Chem
 
-from sciattr.chem import SimpleWeaveFeaturizer, W2N2
+from sciattr.chem import W2N2, SimpleWeaveFeaturizer
 from sciattr.chem.adapter import explain_molecules
 from sciattr.chem.report import BATCH_COLUMNS, molecule_report, run_batch_cli, run_molecule_cli
 from sciattr.errors import InputError

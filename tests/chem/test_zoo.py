@@ -80,7 +80,7 @@ def test_attributions_of_shipped_models_are_complete_within_one_percent(name):
     model = load_model(name)
     task = model.card["task"]["name"]
     smiles = POSITIVES.get(task) or load_chembl2321810().smiles[:3]
-    result = explain_molecules(model, smiles, featurizer=load_featurizer(model), steps=128)
+    result = explain_molecules(model, smiles, featurizer=load_featurizer(model), steps=256)  # ReLU kinks
     assert not result.errors
     assert float(result.relative_gap.max()) < 0.01
     assert result.delta.abs().min() > 0.5  # a real change of the score, not a cancellation

@@ -50,5 +50,8 @@ class RaggedLinear(torch.nn.Module):
 def smooth_mlp(n_in: int = 5, hidden: int = 7, seed: int = 3) -> torch.nn.Module:
     """A smooth (tanh) float64 MLP with one output."""
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.Tanh(),
-                               torch.nn.Linear(hidden, 1)).to(F64).eval()
+    return (
+        torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
+        .to(F64)
+        .eval()
+    )

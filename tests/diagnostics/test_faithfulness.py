@@ -18,9 +18,10 @@ from sciattr.diagnostics import (
 from sciattr.errors import InputError, ModelOutputError
 
 W = torch.tensor([3.0, -1.0, 2.0, 0.5, -2.5, 1.5], dtype=F64)
-X = torch.tensor([[1.0, 2.0, -1.0, 4.0, 0.5, 1.0],
-                  [-2.0, 1.0, 1.0, 1.0, -1.0, 0.5],
-                  [0.5, -3.0, 2.0, -2.0, 1.0, 2.0]], dtype=F64)
+X = torch.tensor(
+    [[1.0, 2.0, -1.0, 4.0, 0.5, 1.0], [-2.0, 1.0, 1.0, 1.0, -1.0, 0.5], [0.5, -3.0, 2.0, -2.0, 1.0, 2.0]],
+    dtype=F64,
+)
 
 
 def _top_sums(contrib: torch.Tensor, k_per_step: int = 1) -> torch.Tensor:
@@ -67,8 +68,11 @@ def test_ig_ordering_is_optimal_for_linear_and_beats_gradient_and_random():
     grad_order = torch.argsort(w, descending=True)
     grad_drops = torch.cat([torch.zeros(64, 1, dtype=F64), torch.cumsum((w * x)[:, grad_order], 1)], 1)
     assert torch.allclose(curves["gradient"].aopc, grad_drops.mean(1), atol=1e-12)
-    assert curves["integrated_gradients"].mean_aopc > curves["random"].mean_aopc > \
-        ablation_curve(LinearScore(w), x, w * x, order="ascending").mean_aopc
+    assert (
+        curves["integrated_gradients"].mean_aopc
+        > curves["random"].mean_aopc
+        > ablation_curve(LinearScore(w), x, w * x, order="ascending").mean_aopc
+    )
     assert (curves["integrated_gradients"].aopc >= curves["random"].aopc - 1e-12).all()
 
 
@@ -85,7 +89,10 @@ def test_token_groups_with_a_kept_first_token():
     torch.manual_seed(2)
     emb = torch.randn(4, 5, 3, dtype=F64)
     v = torch.randn(3, dtype=F64)
-    model = lambda e: (e @ v).sum(-1)  # noqa: E731
+
+    def model(e):
+        return (e @ v).sum(-1)
+
     groups = torch.tensor([-1, 0, 1, 2, 3]).expand(4, 5)
     res = integrated_gradients(model, emb, steps=2)
     curve = ablation_curve(model, emb, res, groups={"input": groups})
@@ -167,6 +174,16 @@ def test_localization_of_ragged_attribution_per_atom():
     truth = {"atoms": torch.tensor([True, False, False, True])}  # one flag per atom row
     loc = localization(res, truth, groups={"atoms": torch.tensor([0, 1, 0, 1])})
     assert loc.auroc.tolist() == [1.0, 1.0] and loc.precision_at_k.tolist() == [1.0, 1.0]
+    # an input left out of the mask has no positives; its features still count as negatives
+    pairs = torch.tensor([[9.0], [0.0]], dtype=F64)
+    both = {"atoms": res.attributions["atoms"], "pairs": pairs}
+    seg = {"atoms": res.segments["atoms"], "pairs": torch.tensor([0, 1])}
+    mixed = localization(
+        both, truth, groups={"atoms": torch.tensor([0, 1, 0, 1]), "pairs": torch.tensor([2, 2])}, segments=seg
+    )
+    assert mixed.auroc.tolist() == [0.5, 1.0]  # molecule 0: the pair (9) outranks the true atom (4)
+    with pytest.raises(InputError, match="mask only"):
+        localization(both, {"bonds": torch.ones(2, dtype=torch.bool)}, segments=seg)
 
 
 def test_eraser_comprehensiveness_and_sufficiency_for_linear():
@@ -207,7 +224,35 @@ def test_bad_inputs_are_refused(tmp_path):
 
 
 def test_ablation_plot_is_written(tmp_path):
-    curves = {"ig": ablation_curve(LinearScore(W), X, W * X),
-              "gradient": ablation_curve(LinearScore(W), X, gradient(LinearScore(W), X))}
+    curves = {
+        "ig": ablation_curve(LinearScore(W), X, W * X),
+        "gradient": ablation_curve(LinearScore(W), X, gradient(LinearScore(W), X)),
+    }
     path = plot_ablation(curves, tmp_path / "ablation.svg", title="linear")
     assert b"<svg" in path.read_bytes()[:500]
+
+
+def test_named_inputs_with_per_example_forward_kwargs():
+    torch.manual_seed(6)
+    emb = torch.randn(3, 4, 2, dtype=F64)
+    keep = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype=F64)  # padding masked out
+    v = torch.tensor([1.0, -0.5], dtype=F64)
+
+    def model(embeddings, attention_mask):
+        return ((embeddings @ v) * attention_mask).sum(-1)
+
+    groups = torch.arange(4).expand(3, 4).clone()
+    groups[keep == 0] = -1
+    curve = ablation_curve(
+        model,
+        {"embeddings": emb},
+        {"embeddings": emb * v},
+        groups={"embeddings": groups},
+        forward_kwargs={"attention_mask": keep},
+    )
+    assert curve.removed.tolist() == [[0, 1, 2, 3, 3], [0, 1, 2, 2, 2], [0, 1, 2, 3, 4]]
+    token = (emb @ v) * keep
+    for e in range(3):
+        assert torch.allclose(
+            curve.drops[e, : int(keep[e].sum()) + 1], _top_sums(token[e : e + 1, keep[e] > 0])[0], atol=1e-12
+        )

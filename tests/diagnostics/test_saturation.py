@@ -9,6 +9,7 @@ from diagnostic_models import F64, LinearScore, RaggedLinear, Saturating
 from sciattr import integrated_gradients
 from sciattr.diagnostics import (
     curve_from_attribution,
+    grid_rule,
     layer_saturation,
     plot_layer_saturation,
     plot_saturation,
@@ -43,7 +44,9 @@ def test_saturation_index_and_alpha_at_90_percent():
 
 def test_clipped_relu_saturates_at_a_kink():
     # F(a x) = min(4 a, 1): 80 % of the change by a = 0.2, 90 % exactly at a = 0.225
-    model = lambda x: torch.clamp(torch.relu(x.sum(-1)), max=1.0)  # noqa: E731
+    def model(x):
+        return torch.clamp(torch.relu(x.sum(-1)), max=1.0)
+
     curve = saturation_curve(model, torch.tensor([[2.0, 2.0]], dtype=F64), alphas=21)
     assert curve.saturation_index().item() == pytest.approx(0.8, abs=1e-12)
     assert curve.alpha_reaching(0.9).item() == pytest.approx(0.225, abs=1e-12)
@@ -69,9 +72,14 @@ def test_ragged_curve_sums_gradients_per_example():
     w = torch.tensor([1.0, 2.0], dtype=F64)
     atoms = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [1.0, 1.0], [3.0, 0.0]], dtype=F64)
     seg = torch.tensor([0, 0, 1, 1, 1])
-    res = integrated_gradients(RaggedLinear(w), {"atoms": atoms}, segments={"atoms": seg},
-                               rule=(torch.linspace(0, 1, 6, dtype=F64), torch.full((6,), 0.2, dtype=F64)),
-                               steps=6, store_path=True)
+    res = integrated_gradients(
+        RaggedLinear(w),
+        {"atoms": atoms},
+        segments={"atoms": seg},
+        rule=(torch.linspace(0, 1, 6, dtype=F64), torch.full((6,), 0.2, dtype=F64)),
+        steps=6,
+        store_path=True,
+    )
     curve = curve_from_attribution(res)
     totals = torch.tensor([1.0 + 2.0, 6.0 + 3.0 + 3.0], dtype=F64)  # F_e at the input
     assert torch.allclose(curve.scores, totals[:, None] * curve.alphas[None], atol=1e-13)
@@ -144,3 +152,11 @@ def test_plots_are_written(tmp_path):
     assert b"<svg" in svg.read_bytes()[:500]
     with pytest.raises(InputError, match="ending in"):
         plot_saturation(curve, tmp_path / "sat.txt")
+
+
+def test_grid_rule_records_the_path_on_exactly_that_grid():
+    alphas, weights = grid_rule([0.25, 0.5])
+    assert alphas.tolist() == [0.0, 0.25, 0.5, 1.0]
+    assert weights.tolist() == [0.125, 0.25, 0.375, 0.25]  # trapezoid on uneven gaps, sums to 1
+    res = integrated_gradients(Saturating(W), X, rule=(alphas, weights), steps=4, store_path=True)
+    assert torch.equal(curve_from_attribution(res).alphas, alphas)
