@@ -100,7 +100,7 @@ def pyg_explainer(model, steps: int):
     return Explainer(model=model, algorithm=CaptumExplainer("IntegratedGradients", n_steps=steps,
                                                             method="gausslegendre"),
                      explanation_type="model", node_mask_type="attributes", edge_mask_type=None,
-                     model_config=dict(mode="regression", task_level="graph", return_type="raw"))
+                     model_config={"mode": "regression", "task_level": "graph", "return_type": "raw"})
 
 
 def explain_pyg(explainer, graph) -> torch.Tensor:
@@ -184,16 +184,16 @@ def main(argv=None) -> None:
     ours, theirs = results["sciattr"], results["pyg"]
     pyg_total = theirs["seconds"] / theirs["done"] * args.n
     print(f"sciattr (batched, ragged):          {ours['seconds']:8.2f} s for {ours['done']} molecules "
-          f"({1e3 * ours['seconds'] / ours['done']:.2f} ms/molecule), peak RSS +{ours['peak_delta_mib']:.0f} MiB")
+          f"({1e3 * ours['seconds'] / ours['done']:.2f} ms/molecule), peak RSS +{ours['peak_delta_mib']:.1f} MiB")
     if theirs["done"] < args.n:
         print(f"PyG Explainer + CaptumExplainer:    {theirs['seconds']:8.2f} s for the first {theirs['done']} "
               f"molecules (time budget reached) -> EXTRAPOLATED to {args.n}: {pyg_total:.1f} s "
               f"({1e3 * theirs['seconds'] / theirs['done']:.1f} ms/molecule), peak RSS "
-              f"+{theirs['peak_delta_mib']:.0f} MiB")
+              f"+{theirs['peak_delta_mib']:.1f} MiB")
     else:
         print(f"PyG Explainer + CaptumExplainer:    {theirs['seconds']:8.2f} s for {theirs['done']} molecules "
               f"({1e3 * theirs['seconds'] / theirs['done']:.1f} ms/molecule), peak RSS "
-              f"+{theirs['peak_delta_mib']:.0f} MiB")
+              f"+{theirs['peak_delta_mib']:.1f} MiB")
     print(f"speed-up (PyG / sciattr):           {pyg_total / ours['seconds']:8.1f}x"
           + ("  (PyG time extrapolated)" if theirs["done"] < args.n else ""))
     diff, scale = agreement(args)

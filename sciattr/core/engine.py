@@ -29,8 +29,17 @@ from sciattr.result import Attribution, PathRecord
 __all__ = ["attribute", "integrated_gradients", "gradient", "gradient_x_input", "normalize_inputs",
            "DEFAULT_MEMORY_BUDGET"]
 
-#: Default bound on autograd memory per chunk when neither batch_size nor memory_budget is given.
-DEFAULT_MEMORY_BUDGET = 2 * 2**30
+#: Default bound on autograd memory per chunk when neither batch_size nor memory_budget is given:
+#: on a CPU, chunks that stay near the caches run faster than one huge pass; a GPU wants big passes.
+DEFAULT_MEMORY_BUDGET = {"cpu": 256 * 2**20, "cuda": 4 * 2**30}
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes of autograd memory per chunk used when no ``batch_size``/``memory_budget`` is given."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(min(DEFAULT_MEMORY_BUDGET["cuda"], 0.5 * free))
+    return DEFAULT_MEMORY_BUDGET.get(device.type, DEFAULT_MEMORY_BUDGET["cpu"])
 
 DEFAULT_INPUT_NAME = "input"
 
@@ -376,10 +385,9 @@ def attribute(
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer; got {describe(batch_size)}")
     budget = parse_memory(memory_budget)
-    if batch_size is None and budget is None:
-        budget = DEFAULT_MEMORY_BUDGET
-
     problem = _Problem(model, inputs, baselines, target, path, forward_kwargs, segments, method)
+    if batch_size is None and budget is None:
+        budget = default_memory_budget(problem.device)
     _warn_training(model)
     dev, dtype = problem.device, problem.dtype
     if problem.n == 0:

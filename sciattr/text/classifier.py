@@ -8,6 +8,7 @@ padding leave every output unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -113,9 +114,10 @@ def classifier_attribution(model: LSTMTopicClassifier, vocab: Vocabulary, texts:
     spec = EmbeddingModel(model, model.embed, call="embeddings", embeddings_argument="inputs_embeds",
                           mask_argument="attention_mask")
     labels = [model.labels[u] for u in units]
-    return attribute_encoded(spec, batch, pad_id=vocab.index[PAD],
+    res = attribute_encoded(spec, batch, pad_id=vocab.index[PAD],
                              target=torch.tensor(units) if units else None,
                              target_labels=labels, score=score, steps=steps, method=method, **options)
+    return dataclasses.replace(res, target=f"{score} of the topic")
 
 
 def _class_units(model: LSTMTopicClassifier, batch, targets) -> list[int]:

@@ -9,6 +9,7 @@ the zero embedding, while the leading ``<eos>`` (the start-of-sentence context) 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,7 +141,7 @@ def lm_attribution(model: LSTMLanguageModel, vocab: Vocabulary, sentences: Seque
                             target=torch.tensor(units) if units else None,
                             target_labels=labels, score=score, position="last", fixed=fixed, steps=steps,
                             method=method, **options)
-    return res
+    return dataclasses.replace(res, target=f"{score} of the next word")
 
 
 def _next_word_units(model, vocab: Vocabulary, batch, next_words) -> list[int]:

@@ -69,7 +69,7 @@ def print_attributions(result: TokenAttribution, stream: TextIO | None = None) -
         label = result.target_labels[i] if i < len(result.target_labels) else result.target
         print(f"row {result.rows[i]}  target {label}  F(x)={float(result.forward_x[i]):.4g}  "
               f"F(baseline)={float(result.forward_baseline[i]):.4g}  "
-              f"sum={result.total(i):.4g}  gap={float(result.relative_gap[i]):.2%}", file=stream)
+              f"sum={result.total(i):.4g}  relative gap={float(result.relative_gap[i]):.1e}", file=stream)
         print("  " + terminal_tokens(result.to_tokens(i), stream=stream), file=stream)
         for note in result.notes[i]:
             print(f"  note: {note}", file=stream)

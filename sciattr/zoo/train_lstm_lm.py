@@ -1,6 +1,7 @@
 """Train the shipped word-level LSTM language model on the BBC news corpus (seeded).
 
-Run ``python -m sciattr.zoo.train_lstm_lm`` (about 7 minutes on two CPU threads). It writes,
+Run ``python -m sciattr.zoo.train_lstm_lm`` (3 epochs of about 2 minutes each on two idle CPU threads;
+the shipped run took 37 minutes on a busy shared machine). It writes,
 under ``sciattr/zoo/text/``:
 
 * ``lstm_lm.safetensors`` -- the weights, stored as float16 (tied softmax stored once);

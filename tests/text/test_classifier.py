@@ -11,7 +11,7 @@ from sciattr.text.classifier import DEFAULT_MAX_LENGTH, accuracy, classifier_att
 from sciattr.text.corpus import TOPICS, load_bbc_articles, split_articles, tokenize
 from sciattr.text.embedding import pad_batch
 from sciattr.text.report import run_text_batch_cli, run_text_cli
-from sciattr.zoo.text_models import ZOO_TEXT, load_topic_classifier, load_text_model
+from sciattr.zoo.text_models import ZOO_TEXT, load_text_model, load_topic_classifier
 
 TEXTS = {
     "sports": "the striker scored twice as the team won the cup final",
@@ -30,7 +30,8 @@ def test_card_accuracy_is_reproduced(clf):
     docs = [clf.vocab.encode(tokenize(a.text))[0][: clf.card["max_length"]] for a in split["test"]]
     ids, mask = pad_batch(docs, pad_id=clf.vocab.index["<pad>"])
     labels = torch.tensor([TOPICS.index(a.topic) for a in split["test"]])
-    assert accuracy(clf.model, ids, mask, labels) == pytest.approx(clf.card["test_accuracy_articles"], abs=1e-4)
+    measured = accuracy(clf.model, ids, mask, labels)
+    assert measured == pytest.approx(clf.card["test_accuracy_articles"], abs=1e-4)
     assert clf.card["test_accuracy_articles"] > 0.85
     assert (ZOO_TEXT / "topic_classifier.safetensors").stat().st_size < 5 * 2**20
     assert clf.max_length == DEFAULT_MAX_LENGTH
@@ -40,8 +41,10 @@ def test_obvious_sentences_and_completeness(clf):
     res = classifier_attribution(clf.model, clf.vocab, list(TEXTS.values()), None, steps=64)
     assert res.target_labels == list(TEXTS)
     assert float(res.relative_gap.max()) < 0.01
-    probs = classifier_attribution(clf.model, clf.vocab, list(TEXTS.values()), list(TEXTS), score="prob", steps=64)
-    assert float(probs.relative_gap.max()) < 0.01
+    # softmax probabilities saturate steeply: adaptive steps reach 1% where 64 nodes do not
+    probs = classifier_attribution(clf.model, clf.vocab, list(TEXTS.values()), list(TEXTS), score="prob",
+                                   steps=64, tolerance=0.01)
+    assert float(probs.relative_gap.max()) < 0.01 and int(probs.steps.max()) > 64
     # topic words carry the largest attribution to their topic
     top_sport = [t for t, _ in res.top_tokens(0, k=3)]
     assert {"striker", "scored", "cup", "team", "final"} & set(top_sport)

@@ -43,10 +43,11 @@ def test_report_fig9_completeness_and_saturation_curve(lm):
         ids = torch.tensor([[lm.vocab.id(w) for w in ["<eos>", *rep.words]]])
         prob = torch.softmax(lm.model(ids)[0, -1], -1)[lm.vocab.id("than")]
     assert rep.prediction == pytest.approx(float(prob), rel=1e-5)
-    assert rep.total_integrated_gradients == pytest.approx(rep.prediction - rep.baseline_score,
-                                                           abs=0.01 * abs(rep.prediction - rep.baseline_score))
+    delta = rep.prediction - rep.baseline_score
+    assert rep.total_integrated_gradients == pytest.approx(delta, abs=0.01 * abs(delta))
     assert rep.alphas[0] == 0.0 and rep.alphas[-1] == 1.0 and len(rep.alphas) == len(rep.curve)
-    assert rep.curve[-1] == pytest.approx(rep.prediction) and rep.curve[0] == pytest.approx(rep.baseline_score)
+    assert rep.curve[-1] == pytest.approx(rep.prediction)
+    assert rep.curve[0] == pytest.approx(rep.baseline_score)
     # "than" follows "more": the last word carries the largest attribution (the paper's Fig. 9 finding)
     assert max(range(4), key=lambda k: rep.integrated_gradients[k]) == 3
     assert len(rep.gradients) == 4 and "Prediction for than" in str(rep)
@@ -54,7 +55,7 @@ def test_report_fig9_completeness_and_saturation_curve(lm):
 
 def test_batch_completeness_within_one_percent(lm):
     sentences = ["the government said it would cut taxes", "the film won an award at the",
-                 "shares in the company rose by N %", "he scored two goals in the second"]
+                 "shares in the company rose by 5 %", "he scored two goals in the second"]
     res = lm_attribution(lm.model, lm.vocab, sentences, None, steps=64)
     assert res.n_examples == 4 and not res.errors
     assert float(res.relative_gap.max()) < 0.01
@@ -64,7 +65,8 @@ def test_batch_completeness_within_one_percent(lm):
 
 def test_cli_writes_html_and_prints(lm, tmp_path):
     stream = io.StringIO()
-    (path,) = run_text_cli("the shareholders claimed more", "lstm-lm", "than", tmp_path / "lm.html", stream=stream)
+    (path,) = run_text_cli("the shareholders claimed more", "lstm-lm", "than", tmp_path / "lm.html",
+                           stream=stream)
     page = path.read_text()
     assert page.count('<span class="tok ') == 5 + 3  # <eos> + 4 words, and the legend
     printed = stream.getvalue()
