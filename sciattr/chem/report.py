@@ -165,6 +165,11 @@ def _load(model: str | os.PathLike):
     return loaded, load_featurizer(loaded), loaded.card.get("name", str(model))
 
 
+#: Settings of the command line: the shipped models are ReLU networks, on which the trapezoid rule
+#: converges steadily; steps double (from 64, up to 1024) until every molecule completes within 1%.
+CLI_OPTIONS = {"steps": 64, "rule": "riemann_trapezoid", "tolerance": 0.01, "max_steps": 1024}
+
+
 def run_molecule_cli(smiles: str, model: str | os.PathLike, target, out: str | os.PathLike) -> list[Path]:
     """Explain one SMILES with a shipped (or saved) model; write ``out`` (HTML) and a PNG beside it.
 
@@ -176,7 +181,7 @@ def run_molecule_cli(smiles: str, model: str | os.PathLike, target, out: str | o
     if not isinstance(smiles, str):
         raise InputError(f"expected a SMILES string; got {describe(smiles)}")
     network, featurizer, name = _load(model)
-    result = explain_molecules(network, [smiles], featurizer=featurizer, target=target)
+    result = explain_molecules(network, [smiles], featurizer=featurizer, target=target, **CLI_OPTIONS)
     result.meta["model"] = name
     out = Path(out)
     task = target if result.multi_target else None
@@ -243,7 +248,7 @@ def run_batch_cli(input_path: str | os.PathLike, model: str | os.PathLike, targe
     table = {row: {"row": row, "input": labels[row], "status": "error", "error": ""} for row in range(len(items))}
     written: list[Path] = []
     try:
-        result = explain_molecules(network, items, featurizer=featurizer, target=target)
+        result = explain_molecules(network, items, featurizer=featurizer, target=target, **CLI_OPTIONS)
     except InputError as exc:  # no row could be featurized: every row gets the reason
         result = None
         for entry in table.values():
