@@ -69,7 +69,7 @@ _LINK_NAMES = {"pairs": "pairs", "edges": "edges"}
 
 
 # ---------------------------------------------------------------------------------------- result
-@dataclass
+@dataclass(repr=False)
 class MoleculeAttribution(Attribution):
     """Attributions of a molecular model, with the molecules attached.
 

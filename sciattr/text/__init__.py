@@ -9,7 +9,11 @@ Import the submodules you need (nothing heavy is imported here):
   token and word views;
 * :mod:`sciattr.text.render` -- HTML heatmaps, terminal colouring, seq2seq matrices;
 * :mod:`sciattr.text.lstm_lm`, :mod:`sciattr.text.classifier` -- the shipped LSTM language model
-  and topic classifier; :mod:`sciattr.text.report` -- reports and the command-line entry points.
+  and topic classifier; :mod:`sciattr.text.report` -- reports and the command-line entry points;
+* :mod:`sciattr.text.seq2seq` -- output-by-input attribution matrices for encoder-decoders and the
+  shipped grapheme-to-phoneme GRU; :mod:`sciattr.text.huggingface` -- Hugging Face classifiers,
+  causal LMs and encoder-decoders through ``inputs_embeds``; :mod:`sciattr.text.smiles_tokens` --
+  reaction SMILES tokens mapped back to atoms.
 """
 
 from sciattr.text.embedding import EmbeddingModel, embedding_integrated_gradients, pad_batch

@@ -120,7 +120,7 @@ def _join_pieces(pieces: Sequence[str]) -> str:
     return text.replace("▁", "").replace("Ġ", "") or "".join(pieces)
 
 
-@dataclass
+@dataclass(repr=False)
 class TokenAttribution(Attribution):
     """An :class:`~sciattr.Attribution` over token embeddings, with tokens and per-row notes.
 

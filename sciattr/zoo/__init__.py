@@ -36,6 +36,9 @@ __all__ = [
     "load_model",
     "make_featurizer",
     "model_card",
+    "load_lstm_lm",
+    "load_topic_classifier",
+    "load_text_model",
 ]
 
 #: Folder of the shipped chemistry models.
@@ -115,3 +118,12 @@ def load_featurizer(name_or_path: str | os.PathLike | torch.nn.Module):
     if card is None:
         card = model_card(name_or_path)
     return make_featurizer(card["featurizer"])
+
+
+def __getattr__(name: str):
+    # text models live in their own module so that loading them never imports rdkit
+    if name in ("load_lstm_lm", "load_topic_classifier", "load_text_model"):
+        from sciattr.zoo import text_models
+
+        return getattr(text_models, name)
+    raise AttributeError(f"module 'sciattr.zoo' has no attribute {name!r}")
