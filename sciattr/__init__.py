@@ -32,9 +32,20 @@ from sciattr.result import Attribution, PathRecord
 __version__ = "0.1.0"
 
 __all__ = [
-    "attribute", "integrated_gradients", "gradient", "gradient_x_input", "quadrature",
-    "StraightLine", "CustomPath", "register_baseline",
-    "Attribution", "PathRecord",
-    "SciAttrError", "InputError", "TargetError", "ModelOutputError", "MissingDependencyError",
+    "Attribution",
     "ConvergenceWarning",
+    "CustomPath",
+    "InputError",
+    "MissingDependencyError",
+    "ModelOutputError",
+    "PathRecord",
+    "SciAttrError",
+    "StraightLine",
+    "TargetError",
+    "attribute",
+    "gradient",
+    "gradient_x_input",
+    "integrated_gradients",
+    "quadrature",
+    "register_baseline",
 ]

@@ -8,12 +8,12 @@ as they are.
 from __future__ import annotations
 
 __all__ = [
-    "SciAttrError",
-    "InputError",
-    "TargetError",
-    "ModelOutputError",
-    "MissingDependencyError",
     "ConvergenceWarning",
+    "InputError",
+    "MissingDependencyError",
+    "ModelOutputError",
+    "SciAttrError",
+    "TargetError",
     "describe",
 ]
 

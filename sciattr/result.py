@@ -6,7 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -35,7 +35,7 @@ class PathRecord:
     scores: torch.Tensor
     gradients: dict[str, torch.Tensor]
 
-    def to(self, device) -> "PathRecord":
+    def to(self, device) -> PathRecord:
         return PathRecord(self.alphas.to(device), self.scores.to(device),
                           {k: v.to(device) for k, v in self.gradients.items()})
 
@@ -60,8 +60,8 @@ class Attribution:
     steps: torch.Tensor  # (n,) steps used per example
     target: str
     multi_target: bool = False
-    segments: Optional[dict[str, torch.Tensor]] = None
-    path: Optional[PathRecord] = None
+    segments: dict[str, torch.Tensor] | None = None
+    path: PathRecord | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ basic views
@@ -73,7 +73,7 @@ class Attribution:
     def n_examples(self) -> int:
         return int(self.forward_x.shape[0])
 
-    def per_example(self, name: Optional[str] = None) -> torch.Tensor:
+    def per_example(self, name: str | None = None) -> torch.Tensor:
         """Sum of attributions of each example: over all inputs, or over input ``name``.
 
         Returns ``(n,)`` or ``(n, T)``.
@@ -121,7 +121,7 @@ class Attribution:
             return a[self.segments[name].to(a.device) == example]
         return a[example]
 
-    def specialize(self, cls, **extra) -> "Attribution":
+    def specialize(self, cls, **extra) -> Attribution:
         """The same result as an instance of a domain subclass ``cls`` with extra fields."""
         if not (isinstance(cls, type) and issubclass(cls, Attribution)):
             raise InputError(f"cls must be a subclass of Attribution; got {cls!r}")
@@ -150,7 +150,7 @@ class Attribution:
                 f"inputs={shapes}, max_rel_gap={float(self.relative_gap.max()) if self.n_examples else 0:.3g})")
 
     # ------------------------------------------------------------------ movement and storage
-    def to(self, device) -> "Attribution":
+    def to(self, device) -> Attribution:
         def mv(d):
             return None if d is None else {k: v.to(device) for k, v in d.items()}
 
@@ -178,7 +178,7 @@ class Attribution:
         return path
 
     @classmethod
-    def load(cls, path) -> "Attribution":
+    def load(cls, path) -> Attribution:
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)
         state = dict(blob["state"])
         state["meta"] = json.loads(state["meta"])

@@ -13,13 +13,13 @@ For named inputs, a dict maps each name to one of the above; missing names use `
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from sciattr.errors import InputError, describe
 
-__all__ = ["register_baseline", "BASELINES", "resolve_baseline"]
+__all__ = ["BASELINES", "register_baseline", "resolve_baseline"]
 
 BASELINES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
 

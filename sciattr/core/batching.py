@@ -9,13 +9,12 @@ of replicas evaluated in one forward and backward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 
 from sciattr.errors import InputError, describe
 
-__all__ = ["RowIndex", "Replicas", "parse_memory", "plan_chunks", "measure_saved_bytes"]
+__all__ = ["Replicas", "RowIndex", "measure_saved_bytes", "parse_memory", "plan_chunks"]
 
 
 class RowIndex:
@@ -25,7 +24,7 @@ class RowIndex:
     row per example.
     """
 
-    def __init__(self, segments: Optional[torch.Tensor], n_examples: int, n_rows: int, device=None):
+    def __init__(self, segments: torch.Tensor | None, n_examples: int, n_rows: int, device=None):
         device = device if segments is None else segments.device
         if segments is None:
             self.order = torch.arange(n_rows, device=device)
@@ -106,7 +105,7 @@ class Replicas:
         return self.first[name][replica] + self.index[name].rank[pointers]
 
 
-def parse_memory(budget) -> Optional[int]:
+def parse_memory(budget) -> int | None:
     """Bytes from an int or a string such as ``"512MB"`` or ``"2GiB"``."""
     if budget is None:
         return None
@@ -138,7 +137,7 @@ def parse_memory(budget) -> Optional[int]:
     return value
 
 
-def plan_chunks(cost: torch.Tensor, max_replicas: Optional[int], max_cost: Optional[float]) -> list[tuple[int, int]]:
+def plan_chunks(cost: torch.Tensor, max_replicas: int | None, max_cost: float | None) -> list[tuple[int, int]]:
     """Cut a sequence of replicas with per-replica ``cost`` into consecutive ``(start, stop)`` chunks.
 
     A chunk holds at most ``max_replicas`` replicas and at most ``max_cost`` total cost (a single

@@ -13,8 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from collections.abc import Mapping
-from typing import Callable, Optional, Union
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -26,8 +25,14 @@ from sciattr.core.targets import resolve_target
 from sciattr.errors import ConvergenceWarning, InputError, ModelOutputError, describe
 from sciattr.result import Attribution, PathRecord
 
-__all__ = ["attribute", "integrated_gradients", "gradient", "gradient_x_input", "normalize_inputs",
-           "DEFAULT_MEMORY_BUDGET"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "attribute",
+    "gradient",
+    "gradient_x_input",
+    "integrated_gradients",
+    "normalize_inputs",
+]
 
 #: Default bound on autograd memory per chunk when neither batch_size nor memory_budget is given:
 #: on a CPU, chunks that stay near the caches run faster than one huge pass; a GPU wants big passes.
@@ -43,7 +48,7 @@ def default_memory_budget(device: torch.device) -> int:
 
 DEFAULT_INPUT_NAME = "input"
 
-Inputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]
+Inputs = torch.Tensor | Mapping[str, torch.Tensor]
 
 
 def normalize_inputs(inputs: Inputs) -> tuple[dict[str, torch.Tensor], bool]:
@@ -316,16 +321,16 @@ def attribute(
     method: str = "integrated_gradients",
     baselines=None,
     target=None,
-    steps: Union[int, str] = 50,
+    steps: int | str = 50,
     rule="gausslegendre",
     path=None,
-    tolerance: Optional[float] = None,
+    tolerance: float | None = None,
     max_steps: int = 1024,
-    batch_size: Optional[int] = None,
+    batch_size: int | None = None,
     memory_budget=None,
     store_path: bool = False,
-    forward_kwargs: Optional[Mapping] = None,
-    segments: Optional[Mapping[str, torch.Tensor]] = None,
+    forward_kwargs: Mapping | None = None,
+    segments: Mapping[str, torch.Tensor] | None = None,
 ) -> Attribution:
     """Attribute ``model``'s score(s) to its named inputs.
 

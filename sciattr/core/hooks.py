@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from sciattr.errors import InputError, describe
 
-__all__ = ["replace_output", "capture_output"]
+__all__ = ["capture_output", "replace_output"]
 
 
 @contextlib.contextmanager

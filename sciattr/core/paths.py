@@ -10,13 +10,13 @@ A path is an object with ``point(x, baseline, alpha)`` and ``velocity(x, baselin
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
 from sciattr.errors import InputError, describe
 
-__all__ = ["StraightLine", "CustomPath", "straight_line", "resolve_path"]
+__all__ = ["CustomPath", "StraightLine", "resolve_path", "straight_line"]
 
 
 class StraightLine:
@@ -52,7 +52,7 @@ class CustomPath:
 
     constant_velocity = False
 
-    def __init__(self, point: Callable, velocity: Optional[Callable] = None, name: str = "custom"):
+    def __init__(self, point: Callable, velocity: Callable | None = None, name: str = "custom"):
         if not callable(point):
             raise InputError(f"path point must be callable; got {describe(point)}")
         self._point = point

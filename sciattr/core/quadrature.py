@@ -8,7 +8,7 @@ Each rule is a pure function ``rule(n, dtype, device) -> (alphas, weights)`` ret
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,8 +17,15 @@ from sciattr.errors import InputError, describe
 
 Rule = Callable[[int, torch.dtype, torch.device], tuple[torch.Tensor, torch.Tensor]]
 
-__all__ = ["riemann_left", "riemann_right", "riemann_middle", "trapezoid", "gauss_legendre",
-           "quadrature", "RULES"]
+__all__ = [
+    "RULES",
+    "gauss_legendre",
+    "quadrature",
+    "riemann_left",
+    "riemann_middle",
+    "riemann_right",
+    "trapezoid",
+]
 
 
 def _check_n(n, minimum: int = 1) -> int:

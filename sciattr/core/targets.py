@@ -16,14 +16,14 @@ A single target gives attributions shaped like the inputs; several targets add a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
 from sciattr.errors import ModelOutputError, TargetError, describe
 
-__all__ = ["TargetSelector", "resolve_target", "model_output_tensor"]
+__all__ = ["TargetSelector", "model_output_tensor", "resolve_target"]
 
 
 def model_output_tensor(output) -> torch.Tensor:
@@ -49,8 +49,8 @@ class TargetSelector:
     kind: str
     n_targets: int
     multi: bool
-    units: Optional[torch.Tensor] = None  # (n_examples, T) long, for index targets
-    fn: Optional[Callable] = None
+    units: torch.Tensor | None = None  # (n_examples, T) long, for index targets
+    fn: Callable | None = None
     description: str = ""
 
     def __call__(self, output, example_ids: torch.Tensor) -> torch.Tensor:

@@ -33,12 +33,12 @@ __all__ = [
     "available_models",
     "build_model",
     "load_featurizer",
+    "load_lstm_lm",
     "load_model",
+    "load_text_model",
+    "load_topic_classifier",
     "make_featurizer",
     "model_card",
-    "load_lstm_lm",
-    "load_topic_classifier",
-    "load_text_model",
 ]
 
 #: Folder of the shipped chemistry models.

@@ -42,7 +42,7 @@ def test_implementation_invariance_appendix_networks():
     grid = torch.stack(torch.meshgrid(torch.linspace(-3, 4, 29, dtype=F64),
                                       torch.linspace(-3, 4, 29, dtype=F64), indexing="ij"), -1).reshape(-1, 2)
     assert torch.equal(_f_appendix(grid), _g_appendix(grid))
-    opts = dict(steps=6000, rule="riemann_middle")
+    opts = {"steps": 6000, "rule": "riemann_middle"}
     a_f = integrated_gradients(_f_appendix, x, **opts).attributions["input"]
     a_g = integrated_gradients(_g_appendix, x, **opts).attributions["input"]
     # analytic: along (3a, a), h(a) = ReLU(2a - 1) with active region a > 1/2 (x1 > 1 and x1 - 1 > x2).

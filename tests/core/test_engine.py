@@ -18,8 +18,8 @@ def _mlp(n_in=5, n_out=3, seed=0):
     return torch.nn.Sequential(torch.nn.Linear(n_in, 12), torch.nn.Tanh(), torch.nn.Linear(12, n_out)).double()
 
 
-@pytest.mark.parametrize("chunking", [dict(batch_size=1), dict(batch_size=7), dict(batch_size=1000),
-                                      dict(memory_budget=2000), dict(memory_budget="1GiB")])
+@pytest.mark.parametrize("chunking", [{"batch_size": 1}, {"batch_size": 7}, {"batch_size": 1000},
+                                      {"memory_budget": 2000}, {"memory_budget": "1GiB"}])
 def test_result_does_not_depend_on_chunk_size(chunking):
     model = _mlp()
     x = torch.randn(9, 5, dtype=F64)

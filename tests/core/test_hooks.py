@@ -12,9 +12,8 @@ def test_replace_output_is_scoped_and_restored_on_error():
     with replace_output(lin, lambda y: y * 0):
         assert torch.equal(lin(x), torch.zeros(1, 2))
     assert torch.equal(lin(x), before)
-    with pytest.raises(RuntimeError, match="boom"):
-        with replace_output(lin, lambda y: y + 1):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), replace_output(lin, lambda y: y + 1):
+        raise RuntimeError("boom")
     assert torch.equal(lin(x), before) and not lin._forward_hooks
 
 
@@ -24,6 +23,5 @@ def test_capture_output():
         lin(torch.ones(4, 2))
     assert len(outs) == 1 and outs[0].shape == (4, 3)
     assert not lin._forward_hooks
-    with pytest.raises(InputError, match="nn.Module"):
-        with capture_output(lambda x: x):
-            pass
+    with pytest.raises(InputError, match="nn.Module"), capture_output(lambda x: x):
+        pass

@@ -3,7 +3,14 @@ import math
 import pytest
 import torch
 
-from sciattr.core.quadrature import gauss_legendre, quadrature, riemann_left, riemann_middle, riemann_right, trapezoid
+from sciattr.core.quadrature import (
+    gauss_legendre,
+    quadrature,
+    riemann_left,
+    riemann_middle,
+    riemann_right,
+    trapezoid,
+)
 from sciattr.errors import InputError
 
 RULES = [riemann_left, riemann_right, riemann_middle, trapezoid, gauss_legendre]
@@ -45,7 +52,7 @@ def test_convergence_order(rule, order):
 
 def test_explicit_pair_and_errors():
     a, w = quadrature(([0.25, 0.75], [0.5, 0.5]), 0, torch.float64)
-    assert a.tolist() == [0.25, 0.75]
+    assert a.tolist() == [0.25, 0.75] and w.tolist() == [0.5, 0.5] and w.dtype == torch.float64
     with pytest.raises(InputError, match="method must be one of"):
         quadrature("simpson", 5)
     with pytest.raises(InputError, match="steps must be an integer >= 1"):
