@@ -36,7 +36,7 @@ __all__ = [
 
 #: Default bound on autograd memory per chunk when neither batch_size nor memory_budget is given:
 #: on a CPU, chunks that stay near the caches run faster than one huge pass; a GPU wants big passes.
-DEFAULT_MEMORY_BUDGET = {"cpu": 256 * 2**20, "cuda": 4 * 2**30}
+DEFAULT_MEMORY_BUDGET = {"cpu": 64 * 2**20, "cuda": 4 * 2**30}
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -218,7 +218,7 @@ def _nodes(method, steps, dtype, device, need_ends: bool):
     return alphas, weights
 
 
-def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, scale_by_delta: bool, batch_size,
+def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
          budget, store_path: bool):
     """Integrate over the given examples; returns accumulators over all rows (only those rows filled)."""
     named, base, dev = problem.named, problem.baselines, problem.device
@@ -299,18 +299,26 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, scale_by_de
     else:
         chunks = None
     if chunks is None:
-        # probe with the first example's nodes, then size the remaining chunks by measured memory
-        first_stop = min(4, total) if batch_size is None else min(4, total, batch_size)
-        saved = process(0, first_stop, measure=True)
-        per_cost = max(saved, 1) / max(float(cost[:first_stop].sum()), 1.0)
+        # Two small probe chunks measure the bytes autograd saves; their difference is the memory
+        # per unit of input (tensors that do not grow with the chunk, such as weights, cancel out).
+        cap = total if batch_size is None else min(total, batch_size)
+        stop1 = min(2, cap)
+        stop2 = min(stop1 + 8, total, stop1 + cap)
+        saved1 = process(0, stop1, measure=True)
+        c1 = float(cost[:stop1].sum())
+        if stop2 > stop1:
+            saved2 = process(stop1, stop2, measure=True)
+            c2 = float(cost[stop1:stop2].sum())
+            marginal = (saved2 - saved1) / (c2 - c1) if c2 > c1 and saved2 > saved1 else saved2 / max(c2, 1.0)
+        else:
+            stop2, marginal = stop1, saved1 / max(c1, 1.0)
+        per_cost = max(marginal, 1e-3)
         # saved activations + gradients of the leaves + the outputs: keep a 2x margin
         max_cost = budget / (2.0 * per_cost)
-        rest = plan_chunks(cost[first_stop:], batch_size, max_cost)
-        chunks = [(s + first_stop, e + first_stop) for s, e in rest]
+        rest = plan_chunks(cost[stop2:], batch_size, max_cost)
+        chunks = [(s + stop2, e + stop2) for s, e in rest]
     for start, stop in chunks:
         process(start, stop)
-    if not scale_by_delta:
-        pass
     return acc, scores_all, interior, T
 
 
@@ -415,7 +423,7 @@ def attribute(
     def run(examples, k):
         alphas, weights = nodes(k)
         with _safe_backward(model, dev):
-            acc, scores, interior, T = _run(problem, examples, alphas, weights, scale, batch_size, budget,
+            acc, scores, interior, T = _run(problem, examples, alphas, weights, batch_size, budget,
                                             store_path)
         return alphas, acc, scores, interior, T
 

@@ -1,9 +1,12 @@
 """A small LSTM topic classifier (the text-classification example of the IG paper, Fig. 4).
 
 Embedding -> one LSTM layer -> mean of the hidden states over the real tokens -> dropout ->
-linear layer to one logit per topic. The model is smooth (sigmoid/tanh), so integrated
-gradients converge quickly, and masked mean pooling over a left-to-right LSTM makes right
-padding leave every output unchanged.
+linear layer to one logit per topic. Masked mean pooling over a left-to-right LSTM makes right
+padding leave every output unchanged. The model is smooth (sigmoid/tanh) and headline-length
+inputs converge within 64 Gauss-Legendre nodes, but along the scaling path of longer inputs the
+recurrent state can swing sharply (one 40-word snippet's logit falls from +3.1 at alpha = 0.05
+to -3.3 at alpha = 0.10): pass ``steps="auto"`` (or a ``tolerance``) and read the completeness
+gap, which the engine warns about when it stays above the tolerance.
 """
 
 from __future__ import annotations

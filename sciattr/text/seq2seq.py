@@ -471,7 +471,7 @@ class Seq2SeqAttribution(TokenAttribution):
         """Plain-text matrix: one row per output token, one column per input token, then the gap."""
         inputs, outputs = self.token_texts(example), self.output_tokens[example]
         values, gaps = self.matrix(example), self.output_gaps(example)
-        width = max(7, *(len(t) + 1 for t in inputs))
+        width = max(9, *(len(t) + 2 for t in inputs))  # room for a sign, 3 digits and 3 decimals
         lines = [f"{'':>8}" + "".join(f"{t:>{width}}" for t in inputs) + f"{'rel gap':>10}"]
         for out_tok, row, gap in zip(outputs, values.tolist(), gaps.tolist()):
             lines.append(f"{out_tok:>8}" + "".join(f"{v:>{width}.3f}" for v in row) + f"{gap:>10.2e}")
