@@ -1,8 +1,10 @@
 """sciattr's IG engine against Captum's IntegratedGradients on the same models and inputs.
 
-Each measurement runs in a fresh subprocess so that its peak memory (max RSS on the CPU, peak
-allocated memory on CUDA) is its own. The floor is one forward + backward pass of the same
-expanded (inputs x steps) batch: no IG implementation can do less work.
+Times are measured in one process with the three tools interleaved (sciattr, Captum, floor,
+sciattr, ...), so that machine noise hits them alike; the table shows the median and the best of
+the repeats. Peak memory (max RSS on the CPU, peak allocated memory on CUDA) is measured once per
+tool in a fresh subprocess so that it is the tool's own. The floor is one forward + backward pass
+of the same expanded (inputs x steps) batch: no IG implementation can do less work.
 
     python benchmarks/bench_core.py                 # 256 inputs x 50 steps, MLP and LSTM
     python benchmarks/bench_core.py --n 64 --steps 20 --repeats 1   # quick
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -48,8 +51,8 @@ def build(model_name: str, n: int, device: str):
     return model, x.to(device), torch.arange(n, device=device) % 5
 
 
-def run_tool(tool: str, model_name: str, n: int, steps: int, repeats: int, device: str) -> dict:
-    model, x, target = build(model_name, n, device)
+def tools(model, x, target, steps: int) -> dict:
+    """The three measured callables on the same model and inputs."""
 
     def sciattr_once():
         from sciattr import integrated_gradients
@@ -67,13 +70,46 @@ def run_tool(tool: str, model_name: str, n: int, steps: int, repeats: int, devic
         (g,) = torch.autograd.grad(out.sum(), xs)
         return g
 
-    fn = {"sciattr": sciattr_once, "captum": captum_once, "floor": floor_once}[tool]
+    return {"sciattr": sciattr_once, "captum": captum_once, "floor": floor_once}
+
+
+def interleaved_times(model_name: str, n: int, steps: int, repeats: int, device: str) -> dict:
+    """Median and best wall time of each tool, the tools run in turn ``repeats`` times."""
+    model, x, target = build(model_name, n, device)
+    fns = tools(model, x, target, steps)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    sync()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(ts), min(ts)) for name, ts in times.items()}
+
+
+def _peak_rss_mib() -> float:
+    """High-water resident set of this process (VmHWM; unlike ru_maxrss it is not inherited from the
+    parent across fork and exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_tool(tool: str, model_name: str, n: int, steps: int, repeats: int, device: str) -> dict:
+    model, x, target = build(model_name, n, device)
+    fn = tools(model, x, target, steps)[tool]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     fn()  # warm-up (lazy imports, allocator)
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = _peak_rss_mib()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -83,9 +119,9 @@ def run_tool(tool: str, model_name: str, n: int, steps: int, repeats: int, devic
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (max RSS of this process)
+        peak = _peak_rss_mib()
     return {"tool": tool, "model": model_name, "time": min(times), "peak_mib": peak,
-            "rss_before_mib": rss_before / 1024}
+            "rss_before_mib": rss_before}
 
 
 def main(argv=None) -> None:
@@ -103,26 +139,23 @@ def main(argv=None) -> None:
         print(json.dumps(run_tool(args.worker[0], args.worker[1], args.n, args.steps, args.repeats, args.device)))
         return
     print(f"device={args.device} threads={torch.get_num_threads()} n={args.n} steps={args.steps} "
-          f"(gausslegendre; best of {args.repeats}; each tool in its own process)")
-    header = (f"{'model':<6} {'sciattr s':>10} {'captum s':>10} {'floor s':>9} {'captum/sciattr':>15} "
-              f"{'sciattr/floor':>14} {'sciattr MiB':>12} {'captum MiB':>11} {'floor MiB':>10}")
-    print(header)
-    rows = []
+          f"(gausslegendre; time: median [best] of {args.repeats} interleaved runs; memory: own process each)")
+    print(f"{'model':<6} {'sciattr s':>16} {'captum s':>16} {'floor s':>16} {'captum/sciattr':>15} "
+          f"{'sciattr/floor':>14} {'sciattr MiB':>12} {'captum MiB':>11} {'floor MiB':>10}")
     for model_name in MODELS:
-        res = {}
+        times = interleaved_times(model_name, args.n, args.steps, args.repeats, args.device)
+        peak = {}
         for tool in TOOLS:
             cmd = [sys.executable, __file__, "--worker", tool, model_name, "--n", str(args.n), "--steps",
-                   str(args.steps), "--repeats", str(args.repeats), "--device", args.device]
+                   str(args.steps), "--repeats", "1", "--device", args.device]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=dict(os.environ))
-            res[tool] = json.loads(out.stdout.strip().splitlines()[-1])
-        s, c, f = res["sciattr"], res["captum"], res["floor"]
-        row = (f"{model_name:<6} {s['time']:>10.3f} {c['time']:>10.3f} {f['time']:>9.3f} "
-               f"{c['time'] / s['time']:>14.2f}x {s['time'] / f['time']:>13.2f}x "
-               f"{s['peak_mib']:>12.0f} {c['peak_mib']:>11.0f} {f['peak_mib']:>10.0f}")
-        rows.append(row)
-        print(row, flush=True)
+            peak[tool] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+        (s_med, s_min), (c_med, c_min), (f_med, f_min) = times["sciattr"], times["captum"], times["floor"]
+        print(f"{model_name:<6} {s_med:>8.3f} [{s_min:.3f}] {c_med:>8.3f} [{c_min:.3f}] {f_med:>8.3f} [{f_min:.3f}] "
+              f"{c_med / s_med:>14.2f}x {s_med / f_med:>13.2f}x "
+              f"{peak['sciattr']:>12.0f} {peak['captum']:>11.0f} {peak['floor']:>10.0f}", flush=True)
 
 
 if __name__ == "__main__":

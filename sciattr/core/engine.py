@@ -36,7 +36,7 @@ __all__ = [
 
 #: Default bound on autograd memory per chunk when neither batch_size nor memory_budget is given:
 #: on a CPU, chunks that stay near the caches run faster than one huge pass; a GPU wants big passes.
-DEFAULT_MEMORY_BUDGET = {"cpu": 64 * 2**20, "cuda": 4 * 2**30}
+DEFAULT_MEMORY_BUDGET = {"cpu": 32 * 2**20, "cuda": 4 * 2**30}
 
 
 def default_memory_budget(device: torch.device) -> int:
