@@ -105,6 +105,26 @@ class Replicas:
         return self.first[name][replica] + self.index[name].rank[pointers]
 
 
+def storage_key(t: torch.Tensor):
+    """Identity of a tensor's storage (views of one tensor share it)."""
+    try:
+        return (t.untyped_storage().data_ptr(), t.device)
+    except (RuntimeError, NotImplementedError):
+        return id(t)
+
+
+def parameter_storages(model) -> frozenset:
+    """Storages of the parameters and buffers reachable from ``model``: the model itself if it is an
+    ``nn.Module``, else modules held in its attributes (one level, as adapters wrap models)."""
+    modules = [model] if isinstance(model, torch.nn.Module) else [
+        v for v in getattr(model, "__dict__", {}).values() if isinstance(v, torch.nn.Module)]
+    keys = set()
+    for module in modules:
+        for t in list(module.parameters()) + list(module.buffers()):
+            keys.add(storage_key(t))
+    return frozenset(keys)
+
+
 def parse_memory(budget) -> int | None:
     """Bytes from an int or a string such as ``"512MB"`` or ``"2GiB"``."""
     if budget is None:
@@ -166,19 +186,20 @@ def plan_chunks(cost: torch.Tensor, max_replicas: int | None, max_cost: float | 
 
 
 class measure_saved_bytes:
-    """Context manager counting the bytes autograd saves for backward inside it."""
+    """Context manager counting the bytes autograd saves for backward inside it.
 
-    def __init__(self):
+    Tensors whose storage is in ``exclude`` (e.g. the model's weights, which do not grow with the
+    chunk) are not counted.
+    """
+
+    def __init__(self, exclude: frozenset = frozenset()):
         self.bytes = 0
-        self._seen: set = set()
+        self._seen: set = set(exclude)
         self._ctx = None
 
     def _pack(self, t):
         if isinstance(t, torch.Tensor):
-            try:
-                key = (t.untyped_storage().data_ptr(), t.device)
-            except (RuntimeError, NotImplementedError):
-                key = id(t)
+            key = storage_key(t)
             if key not in self._seen:
                 self._seen.add(key)
                 self.bytes += t.numel() * t.element_size()

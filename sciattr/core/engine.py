@@ -18,7 +18,14 @@ from collections.abc import Callable, Mapping
 import torch
 
 from sciattr.core.baselines import resolve_baseline
-from sciattr.core.batching import Replicas, RowIndex, measure_saved_bytes, parse_memory, plan_chunks
+from sciattr.core.batching import (
+    Replicas,
+    RowIndex,
+    measure_saved_bytes,
+    parameter_storages,
+    parse_memory,
+    plan_chunks,
+)
 from sciattr.core.paths import resolve_path
 from sciattr.core.quadrature import quadrature
 from sciattr.core.targets import resolve_target
@@ -232,7 +239,7 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
     scores_all = None
     interior: dict[str, torch.Tensor] = {}
 
-    def process(start, stop, measure=False):
+    def process(start, stop, measure=False, exclude=frozenset()):
         nonlocal T, scores_all
         ex = grid_ex[start:stop]
         node = grid_node[start:stop]
@@ -251,7 +258,7 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
                 vel[name] = path.velocity(xr, br, a).detach()
             leaves[name] = point.detach().requires_grad_(True)
             rows_of[name], rep_of[name] = rows, rep
-        ctx = measure_saved_bytes() if measure else contextlib.nullcontext()
+        ctx = measure_saved_bytes(exclude) if measure else contextlib.nullcontext()
         with ctx as meter:
             output = problem.call(leaves, reps)
         scores = problem.selector(output, ex)
@@ -299,19 +306,21 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
     else:
         chunks = None
     if chunks is None:
-        # Two small probe chunks measure the bytes autograd saves; their difference is the memory
-        # per unit of input (tensors that do not grow with the chunk, such as weights, cancel out).
+        # A probe chunk measures the bytes autograd saves per unit of input. The model's weights do
+        # not grow with the chunk: they are excluded where the model's modules are known; otherwise
+        # a second probe is taken and the difference of the two is used.
         cap = total if batch_size is None else min(total, batch_size)
-        stop1 = min(2, cap)
-        stop2 = min(stop1 + 8, total, stop1 + cap)
-        saved1 = process(0, stop1, measure=True)
+        weights_known = parameter_storages(problem.model)
+        stop1 = min(16 if weights_known else 2, cap)
+        saved1 = process(0, stop1, measure=True, exclude=weights_known)
         c1 = float(cost[:stop1].sum())
+        stop2 = stop1 if weights_known else min(stop1 + 8, total, stop1 + cap)
         if stop2 > stop1:
             saved2 = process(stop1, stop2, measure=True)
             c2 = float(cost[stop1:stop2].sum())
             marginal = (saved2 - saved1) / (c2 - c1) if c2 > c1 and saved2 > saved1 else saved2 / max(c2, 1.0)
         else:
-            stop2, marginal = stop1, saved1 / max(c1, 1.0)
+            marginal = saved1 / max(c1, 1.0)
         per_cost = max(marginal, 1e-3)
         # saved activations + gradients of the leaves + the outputs: keep a 2x margin
         max_cost = budget / (2.0 * per_cost)
