@@ -200,15 +200,19 @@ class _Problem:
         return self.model(**leaves, **kwargs)
 
 
-def _target_gradients(scores: torch.Tensor, leaves: list):
+def _target_gradients(scores: torch.Tensor, leaves: list, row_weights: torch.Tensor | None):
     """Gradients of every column of ``scores`` (rows, T) with respect to ``leaves``, one list per target.
 
-    All targets share one forward pass; their backward passes run one after another on the
-    retained graph. (Batching the backward passes with ``is_grads_batched`` was measured slower
-    on CPU for MLPs and unsupported for fused RNN kernels.)
+    Replicas are independent, so seeding the backward pass with ``row_weights`` (the quadrature
+    weight of each replica) returns weighted gradients without a separate multiplication;
+    ``None`` seeds with ones (plain gradients). All targets share one forward pass; their backward
+    passes run one after another on the retained graph. (Batching them with ``is_grads_batched``
+    was measured slower on CPU for MLPs and is unsupported for fused RNN kernels.)
     """
     T = scores.shape[1]
-    return [torch.autograd.grad(scores[:, t].sum(), leaves, retain_graph=t < T - 1, allow_unused=True)
+    seed = torch.ones_like(scores[:, 0]) if row_weights is None else row_weights.to(scores.dtype)
+    return [torch.autograd.grad(scores[:, t], leaves, grad_outputs=seed, retain_graph=t < T - 1,
+                                allow_unused=True)
             for t in range(T)]
 
 
@@ -252,7 +256,7 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
             reps.index[name] = problem.index[name]
             a = alpha[rep].reshape((-1,) + (1,) * (x.dim() - 1))
             path = problem.paths[name]
-            xr, br = x[rows], base[name][rows]
+            xr, br = x.index_select(0, rows), base[name].index_select(0, rows)
             point = path.point(xr, br, a)
             if not getattr(path, "constant_velocity", False):
                 vel[name] = path.velocity(xr, br, a).detach()
@@ -280,7 +284,9 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
         scores_all[ex, node] = scores.detach()
         w = weights[node]
         names = list(leaves)
-        for t, grads in enumerate(_target_gradients(scores, [leaves[k] for k in names])):
+        # with the path stored, plain gradients are kept and weighted afterwards
+        seeded = None if store_path else w
+        for t, grads in enumerate(_target_gradients(scores, [leaves[k] for k in names], seeded)):
             for name, g in zip(names, grads):
                 if g is None:
                     raise InputError(
@@ -289,8 +295,10 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
                         f"rounded or used as an index?)"
                     )
                 x = named[name]
-                wr = w[rep_of[name]].reshape((-1,) + (1,) * (x.dim() - 1))
-                contrib = g * wr
+                if seeded is None:
+                    contrib = g * w[rep_of[name]].reshape((-1,) + (1,) * (x.dim() - 1)).to(g.dtype)
+                else:
+                    contrib = g
                 if name in vel:
                     contrib = contrib * vel[name]
                 acc[name][t].index_add_(0, rows_of[name], contrib)
