@@ -186,6 +186,26 @@ def render_png(rows: list[tuple[str, list[tuple[str, float]]]], path: Path) -> P
     return path
 
 
+def token_frames(text_model, sentence: str, out: Path, n_alphas: int) -> Path:
+    """Interior gradients of one sentence's tokens as alpha goes 0 -> 1 (Fig. 3 of Gradients of
+    Counterfactuals, for tokens): one bar per token at every alpha, as a GIF."""
+    from functools import partial
+
+    from sciattr.diagnostics import frames_from_attribution, grid_rule, render_bars
+
+    result = classifier_attribution(text_model.model, text_model.vocab, [sentence], rule=grid_rule(n_alphas),
+                                    steps=n_alphas, store_path=True)
+    frames = frames_from_attribution(result, "embeddings")
+    labels = [token for token, _ in result.to_tokens(0)]
+    magnitude = frames.magnitude()[0]
+    peak = int(magnitude.argmax())
+    print(f"\ninterior gradients of '{sentence}' ({result.target_labels[0]}): the gradient x input magnitude "
+          f"peaks at alpha = {float(frames.alphas[peak]):.2f} and is {float(magnitude[-1] / magnitude[peak]):.2f} "
+          f"of that peak at alpha = 1")
+    render = partial(render_bars, labels=labels, size=(6.0, 3.0))
+    return frames.animate(out / "token_interior_gradients.gif", sum_trailing=1, render_frame=render)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="fewer sentences and headlines (for the tests)")
@@ -226,8 +246,9 @@ def main(argv=None) -> int:
         (f"{contrasted.target_labels[1]}: same sentence, asked for another topic", contrasted.to_tokens(1))
     )
     figure = render_png(rows, args.out / "classifier_tokens.png")
+    gif = token_frames(text_model, SENTENCES[0], args.out, 6 if args.fast else 21)
     print(
-        f"\nwrote {page}, {args.out / 'contrast.html'} and {figure} in {time.perf_counter() - started:.0f} s"
+        f"\nwrote {page}, {args.out / 'contrast.html'}, {figure} and {gif} in {time.perf_counter() - started:.0f} s"
     )
     return 0
 

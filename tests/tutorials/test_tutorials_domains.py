@@ -133,6 +133,14 @@ def test_04_classifier_colouring(tmp_path):
     assert 'class="tok pos"' in page and "striker" in page
     assert (tmp_path / "contrast.html").stat().st_size > 500
     assert_picture(tmp_path / "classifier_tokens.png")
+    # interior gradients of the tokens along the path (Fig. 3 for text): one GIF frame per alpha
+    from PIL import Image
+
+    with Image.open(tmp_path / "token_interior_gradients.gif") as gif:
+        assert gif.n_frames == 6
+    found = re.search(r"peaks at alpha = ([\d.]+) and is ([\d.]+) of that peak", out)
+    assert found, out
+    assert 0.0 <= float(found.group(1)) <= 1.0 and 0.0 <= float(found.group(2)) <= 1.0
 
 
 def test_05_seq2seq_matrix(tmp_path):
