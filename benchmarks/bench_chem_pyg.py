@@ -90,7 +90,9 @@ def explain_sciattr(model, featurizer, graphs, steps: int, batch_size: int | Non
     result = explain_graphs(model, graphs, target=None, steps=steps, rule="gausslegendre",
                             featurizer=featurizer, attribute_links=False, batch_size=batch_size)
     atoms = result.attributions["atoms"]
-    return [atoms[result.segments["atoms"] == i] for i in range(len(graphs))]
+    # the engine keeps the atoms of each molecule contiguous and in order: split by atom counts
+    counts = torch.bincount(result.segments["atoms"], minlength=len(graphs)).tolist()
+    return list(torch.split(atoms, counts))
 
 
 def pyg_explainer(model, steps: int):
