@@ -19,9 +19,10 @@ seeded random ranking:
   of the atoms.
 
 Molecules are ragged inputs: all atoms of all molecules form one ``"atoms"`` table and all atom
-pairs one ``"pairs"`` table, grouped by ``segments``. :class:`MoleculeUnion` below is the forward
-that the engine and the diagnostics call on the disjoint union of a chunk's replicas. Atom pairs
-are kept as they are (group id -1): only atoms are ranked and removed.
+pairs one ``"pairs"`` table, grouped by ``segments``. ``sciattr.chem.ragged_graphs`` gives these
+inputs and the forward that the engine and the diagnostics call on the disjoint union of a
+chunk's replicas (the same one ``explain_graphs`` uses). Atom pairs are kept as they are (group
+id -1): only atoms are ranked and removed.
 
 Run: ``python tutorials/07_faithfulness.py [--fast] [--out tutorials/out]``.
 """
@@ -34,8 +35,7 @@ from pathlib import Path
 import torch
 
 from sciattr import gradient, gradient_x_input, integrated_gradients
-from sciattr.chem import explain_graphs, featurize_batch
-from sciattr.core import Replicas
+from sciattr.chem import explain_graphs, featurize_batch, ragged_graphs
 from sciattr.datasets.nci import load_nci
 from sciattr.datasets.tasks import get_task
 from sciattr.diagnostics import ablation_curve, eraser_scores, localization, plot_ablation
@@ -45,43 +45,6 @@ MODEL = "w2n2-benzene"
 
 #: Atoms removed, one per perturbation step (a benzene ring has six).
 ABLATION_STEPS = 6
-
-
-class MoleculeUnion:
-    """Featurized molecules as ragged engine inputs, and the Weave model on a chunk's replicas.
-
-    Attributes
-    ----------
-    inputs:
-        ``{"atoms": (N, F_atom), "pairs": (P, F_pair)}`` for all molecules.
-    segments:
-        The molecule of every atom and pair row.
-    groups:
-        One feature per atom (its index in its molecule); pairs are never removed (-1).
-    """
-
-    def __init__(self, model: torch.nn.Module, graphs: list):
-        self.model = model
-        n_atoms = torch.tensor([g.atoms.shape[0] for g in graphs])
-        n_pairs = torch.tensor([g.links.shape[0] for g in graphs])
-        molecule = torch.arange(len(graphs))
-        atom_offset = torch.cumsum(n_atoms, 0) - n_atoms
-        pair_molecule = torch.repeat_interleave(molecule, n_pairs)
-        self.inputs = {
-            "atoms": torch.cat([g.atoms for g in graphs]),
-            "pairs": torch.cat([g.links for g in graphs]),
-        }
-        self.segments = {"atoms": torch.repeat_interleave(molecule, n_atoms), "pairs": pair_molecule}
-        self.pair_atoms = torch.cat([g.link_index for g in graphs], 1) + atom_offset[pair_molecule]
-        self.groups = {
-            "atoms": torch.cat([torch.arange(int(k)) for k in n_atoms]),
-            "pairs": torch.full((int(n_pairs.sum()),), -1),
-        }
-
-    def __call__(self, atoms: torch.Tensor, pairs: torch.Tensor, replicas: Replicas) -> torch.Tensor:
-        rows, replica = replicas.rows["pairs"], replicas.row_replica["pairs"]
-        pair_index = replicas.remap("atoms", self.pair_atoms[:, rows], replica)
-        return self.model(atoms, pairs, pair_index, replicas.row_replica["atoms"], replicas.size)
 
 
 def probability(output: torch.Tensor) -> torch.Tensor:
@@ -118,13 +81,15 @@ def main(argv=None) -> int:
     count, steps = (12, 32) if args.fast else (100, 64)
     molecules = [m for m in load_nci(limit=10 * count).mols if task.is_positive(m)][:count]
     graphs, _, errors = featurize_batch(featurizer, molecules)
-    union = MoleculeUnion(model, graphs)
+    union = ragged_graphs(model, graphs)
+    forward = union.forward
+    groups = union.atom_groups()
     common = {"target": probability, "segments": union.segments}
 
     attributions = {
-        "integrated_gradients": integrated_gradients(union, union.inputs, steps=steps, **common),
-        "gradient": gradient(union, union.inputs, **common),
-        "gradient_x_input": gradient_x_input(union, union.inputs, **common),
+        "integrated_gradients": integrated_gradients(forward, union.inputs, steps=steps, **common),
+        "gradient": gradient(forward, union.inputs, **common),
+        "gradient_x_input": gradient_x_input(forward, union.inputs, **common),
         "random": random_attributions(union.inputs, seed=0),
     }
     ig = attributions["integrated_gradients"]
@@ -137,14 +102,14 @@ def main(argv=None) -> int:
     )
 
     truth = {"atoms": benzene_mask(graphs)}
-    options = {"groups": union.groups, **common}
+    options = {"groups": groups, **common}
     curves, rows = {}, []
     for method, attribution in attributions.items():
         curves[method] = ablation_curve(
-            union, union.inputs, attribution, method=method, steps=ABLATION_STEPS, **options
+            forward, union.inputs, attribution, method=method, steps=ABLATION_STEPS, **options
         )
-        eraser = eraser_scores(union, union.inputs, attribution, **options)
-        loc = localization(attribution, truth, groups=union.groups, segments=union.segments)
+        eraser = eraser_scores(forward, union.inputs, attribution, **options)
+        loc = localization(attribution, truth, groups=groups, segments=union.segments)
         rows.append(
             (
                 method,

@@ -10,7 +10,14 @@ Needs the ``chem`` extra (RDKit; torch_geometric for PyG models)::
 """
 
 from sciattr.chem.accounting import Accounting, GroupTotal, account, group_total, smarts_totals
-from sciattr.chem.adapter import MoleculeAttribution, explain_graphs, explain_molecules, receptive_radius
+from sciattr.chem.adapter import (
+    MoleculeAttribution,
+    RaggedGraphs,
+    explain_graphs,
+    explain_molecules,
+    ragged_graphs,
+    receptive_radius,
+)
 from sciattr.chem.dead_features import ReceptiveFieldReport, receptive_field_report, wl_colours
 from sciattr.chem.featurize import (
     ELEMENTS,
@@ -40,6 +47,7 @@ __all__ = [
     "MoleculeAttribution",
     "MoleculeGraph",
     "PyGFeaturizer",
+    "RaggedGraphs",
     "ReceptiveFieldReport",
     "SimpleWeaveFeaturizer",
     "WeaveFeaturizer",
@@ -53,6 +61,7 @@ __all__ = [
     "group_total",
     "load_sdf",
     "prepare_molecule",
+    "ragged_graphs",
     "receptive_field_report",
     "receptive_radius",
     "smarts_totals",

@@ -61,7 +61,8 @@ from sciattr.core.targets import model_output_tensor
 from sciattr.errors import InputError, describe
 from sciattr.result import Attribution
 
-__all__ = ["ATOMS", "MoleculeAttribution", "explain_graphs", "explain_molecules", "receptive_radius"]
+__all__ = ["ATOMS", "MoleculeAttribution", "RaggedGraphs", "explain_graphs", "explain_molecules", "ragged_graphs",
+           "receptive_radius"]
 
 #: Name of the attributed atom-feature input.
 ATOMS = "atoms"
@@ -346,6 +347,68 @@ def _check_graphs(graphs) -> str:
     return kinds.pop()
 
 
+@dataclass
+class RaggedGraphs:
+    """Featurized molecules as ragged engine inputs, with the forward that runs the model on them.
+
+    ``integrated_gradients(r.forward, r.inputs, segments=r.segments)`` (or any diagnostic taking a
+    model, inputs and segments) evaluates every molecule at every path node in disjoint unions.
+
+    Attributes
+    ----------
+    inputs:
+        ``{"atoms": (N, F_atom)}`` plus the link table (``"pairs"`` or ``"edges"``) when it is
+        attributed.
+    segments:
+        The molecule of every row of each input.
+    forward:
+        The callable the engine calls with ``replicas=``.
+    links_attributed:
+        Whether the link features are an input (else held at their values inside ``forward``).
+    """
+
+    inputs: dict
+    segments: dict
+    forward: _RaggedGraphModel
+    link_name: str
+    links_attributed: bool
+    data: _Union
+
+    def atom_groups(self) -> dict:
+        """One feature group per atom (its index within its molecule), links never grouped (-1):
+        the ``groups`` argument of :mod:`sciattr.diagnostics.faithfulness` for atom ablation."""
+        n = int(self.data.atom_segments.max()) + 1 if self.data.atom_segments.numel() else 0
+        groups = {ATOMS: RowIndex(self.data.atom_segments, n, self.data.atoms.shape[0]).rank}
+        if self.links_attributed:
+            groups[self.link_name] = torch.full((self.data.links.shape[0],), -1, dtype=torch.long,
+                                                device=self.data.links.device)
+        return groups
+
+
+def ragged_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *,
+                  attribute_links: bool | None = None) -> RaggedGraphs:
+    """The disjoint union of ``graphs`` as engine inputs for ``model`` (see :class:`RaggedGraphs`).
+
+    ``attribute_links=None``: pair features are attributed; edge features when the model's output
+    depends on ``edge_attr`` (probed once on one molecule).
+    """
+    kind = _check_graphs(graphs)
+    link_name = _LINK_NAMES[kind]
+    convention = "weave" if kind == "pairs" else "pyg"
+    dtype, device = _dtype_device(model)
+    data = _union(graphs, dtype, device)
+    if attribute_links is None:
+        probe = next((g for g in graphs if g.n_links), None)
+        attribute_links = kind == "pairs" or (probe is not None and _uses_links(model, probe, dtype, device))
+    table = RowIndex(data.link_segments, len(graphs), data.links.shape[0])
+    forward = _RaggedGraphModel(model, convention, link_name, data.link_index_global, table,
+                                None if attribute_links else data.links)
+    inputs, segments = {ATOMS: data.atoms}, {ATOMS: data.atom_segments}
+    if attribute_links:
+        inputs[link_name], segments[link_name] = data.links, data.link_segments
+    return RaggedGraphs(inputs, segments, forward, link_name, bool(attribute_links), data)
+
+
 # ---------------------------------------------------------------------------------------- entry points
 def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=None, steps: int | str = 50,
                    rule="gausslegendre", baseline: Any = "zeros", featurizer=None, attribute_links: bool | None
@@ -375,31 +438,17 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     MoleculeAttribution
         ``attributions["atoms"] (N, F_atom[, T])`` and ``attributions["pairs"|"edges"] (L, F_link[, T])``.
     """
-    kind = _check_graphs(graphs)
-    link_name = _LINK_NAMES[kind]
-    convention = "weave" if kind == "pairs" else "pyg"
-    dtype, device = _dtype_device(model)
-    data = _union(graphs, dtype, device)
-    if attribute_links is None:
-        probe = next((g for g in graphs if g.n_links), None)
-        attribute_links = kind == "pairs" or (probe is not None and _uses_links(model, probe, dtype, device))
-    n = len(graphs)
-    table = RowIndex(data.link_segments, n, data.links.shape[0])
-    forward = _RaggedGraphModel(model, convention, link_name, data.link_index_global, table,
-                                None if attribute_links else data.links)
-    inputs = {ATOMS: data.atoms}
-    segments = {ATOMS: data.atom_segments}
+    ragged = ragged_graphs(model, graphs, attribute_links=attribute_links)
+    data, link_name, n = ragged.data, ragged.link_name, len(graphs)
     bases = _baselines(baseline, featurizer, link_name, data)
-    if attribute_links:
-        inputs[link_name], segments[link_name] = data.links, data.link_segments
-    else:
+    if not ragged.links_attributed:
         bases.pop(link_name, None)
-    res = integrated_gradients(forward, inputs, baselines=bases, target=target, steps=steps, rule=rule,
+    res = integrated_gradients(ragged.forward, ragged.inputs, baselines=bases, target=target, steps=steps, rule=rule,
                                batch_size=batch_size, memory_budget=memory_budget, tolerance=tolerance,
-                               max_steps=max_steps, store_path=store_path, segments=segments)
-    if not attribute_links:
+                               max_steps=max_steps, store_path=store_path, segments=ragged.segments)
+    if not ragged.links_attributed:
         res = _with_fixed_links(res, link_name, data)
-    res.meta.update({"links_attributed": attribute_links, "convention": convention,
+    res.meta.update({"links_attributed": ragged.links_attributed, "convention": ragged.forward.convention,
                      "baseline": baseline if isinstance(baseline, str) else "custom",
                      "receptive_radius": receptive_radius(model)})
     return res.specialize(

@@ -38,7 +38,7 @@ from sciattr.core.targets import model_output_tensor
 from sciattr.errors import InputError, ModelOutputError, TargetError, describe
 from sciattr.text.tokens import EMBEDDINGS, TokenAttribution
 
-__all__ = ["SCORES", "EmbeddingModel", "attribute_encoded", "embedding_integrated_gradients",
+__all__ = ["SCORES", "EmbeddingModel", "attribute_encoded", "baseline_embeddings", "embedding_integrated_gradients",
            "find_embedding", "pad_batch"]
 
 #: How the selected output row is turned into a score before the unit is picked.
@@ -196,14 +196,17 @@ def _fixed_positions(ids, mask, special_ids: Iterable[int], exclude_special: boo
     return keep
 
 
-def _baseline_embeddings(spec: EmbeddingModel, baseline, ids, emb) -> torch.Tensor:
+def baseline_embeddings(embed: Callable[[torch.Tensor], torch.Tensor], baseline, ids: torch.Tensor,
+                        emb: torch.Tensor) -> torch.Tensor:
+    """Baseline embeddings ``(n, L, E)`` for ``emb``: ``"zeros"``/``None``, a token id (every position
+    gets that token's embedding, via ``embed(ids)``) or an embedding tensor broadcast to ``emb``."""
     if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
         return torch.zeros_like(emb)
     if isinstance(baseline, bool):
         raise InputError(f"expected baseline 'zeros', a token id or an embedding tensor; got {baseline!r}")
     if isinstance(baseline, int):
         with torch.no_grad():
-            return spec.embed(torch.full_like(ids, baseline)).to(emb.dtype)
+            return embed(torch.full_like(ids, baseline)).to(emb.dtype)
     if isinstance(baseline, torch.Tensor) and baseline.is_floating_point():
         try:
             return torch.broadcast_to(baseline.to(emb.device, emb.dtype), emb.shape).clone()
@@ -389,7 +392,7 @@ def embedding_integrated_gradients(
     _check_vocabulary(spec.embedding, ids)
     with torch.no_grad():
         emb = spec.embed(ids).detach()
-        base = _baseline_embeddings(spec, baseline, ids, emb)
+        base = baseline_embeddings(spec.embed, baseline, ids, emb)
     keep = _fixed_positions(ids, mask, special_ids, exclude_special, fixed)
     base = torch.where(keep[..., None], emb, base)
     pos = _positions(position, mask)

@@ -34,7 +34,7 @@ import torch
 
 from sciattr.errors import InputError, TargetError, describe, require
 from sciattr.result import Attribution
-from sciattr.text.embedding import EmbeddingModel, embedding_integrated_gradients
+from sciattr.text.embedding import EmbeddingModel, baseline_embeddings, embedding_integrated_gradients
 from sciattr.text.seq2seq import Seq2SeqAttribution, attribute_outputs
 from sciattr.text.tokens import TokenAttribution
 
@@ -532,13 +532,7 @@ def _encoder_embedding(model) -> torch.nn.Module:
 
 
 def _source_baseline(embedding, tokenizer, batch: EncodedTexts, baseline, keep_special, emb) -> torch.Tensor:
-    spec = _baseline_id(tokenizer, baseline)
-    if isinstance(spec, int) and not isinstance(spec, bool):
-        base = embedding(torch.full_like(batch.ids, spec)).to(emb.dtype)
-    elif isinstance(spec, torch.Tensor):
-        base = torch.broadcast_to(spec.to(emb), emb.shape)
-    else:
-        base = torch.zeros_like(emb)
+    base = baseline_embeddings(embedding, _baseline_id(tokenizer, baseline), batch.ids, emb)
     keep = batch.attention_mask == 0
     if keep_special:
         specials = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=batch.ids.dtype, device=batch.ids.device)
