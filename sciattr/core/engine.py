@@ -389,7 +389,8 @@ def attribute(
         Bound the replicas (example x node) per forward pass, or the autograd memory per pass
         (bytes or a string like ``"2GiB"``). Results do not depend on the chunking.
     store_path:
-        Record ``F(gamma(alpha))`` and the interior gradients at every node in ``result.path``.
+        Record ``F(gamma(alpha))`` and the interior gradients at every node in ``result.path``
+        (with adaptive steps, every example is then refined together so they share one grid).
     forward_kwargs:
         Extra per-example tensors (leading dimension ``n``) passed to the model, repeated along
         the path (e.g. ``attention_mask``).
@@ -481,19 +482,18 @@ def attribute(
             if bad.numel() == 0 or 2 * k > max_steps:
                 break
             k *= 2
-            alphas_k, acc_k, scores_k, interior_k, _ = run(bad, k)
+            # a recorded path must share one grid across examples, so then every example is refined
+            redo = all_examples if store_path else bad
+            alphas_k, acc_k, scores_k, interior_k, _ = run(redo, k)
             attrs_k, _, _ = finish(acc_k, scores_k, alphas_k)
             for name in attributions:
                 if problem.segments is None:
-                    rows = bad
+                    rows = redo
                 else:
-                    rows = torch.isin(problem.segments[name], bad).nonzero().flatten()
+                    rows = torch.isin(problem.segments[name], redo).nonzero().flatten()
                 attributions[name][:, rows] = attrs_k[name][:, rows]
-                if store_path:
-                    interior[name] = None  # node sets differ between examples; see below
-            steps_used[bad.cpu()] = k
+            steps_used[redo.cpu()] = k
             if store_path:
-                # keep the path of the finest run for every example
                 scores, alphas, interior = scores_k, alphas_k, interior_k
         if bad.numel():
             warnings.warn(

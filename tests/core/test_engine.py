@@ -209,3 +209,15 @@ def test_training_mode_with_dropout_warns():
 def test_public_api_exports():
     assert sciattr.integrated_gradients is integrated_gradients
     assert issubclass(sciattr.InputError, sciattr.SciAttrError)
+
+
+def test_adaptive_steps_with_stored_path_record_one_grid_for_every_example():
+    def f(x):
+        return torch.sigmoid(200 * (x[:, 0] + x[:, 1] - 1.0)) + x[:, 2]
+
+    x = torch.tensor([[0.6, 0.6, 0.0], [0.0, 0.0, 1.0]], dtype=F64)
+    res = integrated_gradients(f, x, steps="auto", rule="riemann_right", store_path=True)
+    assert (res.relative_gap <= 0.05).all()
+    assert res.steps[0] == res.steps[1] > 16
+    # the recorded curve is F(alpha x) for both examples, the converged one included
+    torch.testing.assert_close(res.path.scores, torch.stack([f(a * x) for a in res.path.alphas], 1))
