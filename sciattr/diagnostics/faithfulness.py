@@ -96,7 +96,11 @@ class AblationCurve:
 class _Ablator:
     """Feature ranking and batched scoring of ablated copies, shared by the faithfulness metrics."""
 
-    def __init__(self, model, inputs, *, target, baselines, groups, segments, forward_kwargs):
+    def __init__(self, model, inputs, *, target, baselines, groups, segments, forward_kwargs, attributions=None):
+        # baselines and segments default to those recorded in an Attribution
+        if isinstance(attributions, Attribution):
+            baselines = dict(attributions.baselines) if baselines is None else baselines
+            segments = attributions.segments if segments is None else segments
         self.evaluator = CopyEvaluator(
             model, inputs, target=target, segments=segments, forward_kwargs=forward_kwargs
         )
@@ -162,13 +166,6 @@ class _Ablator:
         )
 
 
-def _defaults_from(attributions, baselines, segments):
-    if isinstance(attributions, Attribution):
-        baselines = dict(attributions.baselines) if baselines is None else baselines
-        segments = attributions.segments if segments is None else segments
-    return baselines, segments
-
-
 def ablation_curve(
     model: Callable,
     inputs,
@@ -217,16 +214,8 @@ def ablation_curve(
     AblationCurve
         ``scores`` and ``removed`` of shape ``(n, L+1)``; ``aopc`` per example.
     """
-    baselines, segments = _defaults_from(attributions, baselines, segments)
-    ablator = _Ablator(
-        model,
-        inputs,
-        target=target,
-        baselines=baselines,
-        groups=groups,
-        segments=segments,
-        forward_kwargs=forward_kwargs,
-    )
+    ablator = _Ablator(model, inputs, target=target, baselines=baselines, groups=groups, segments=segments,
+                       forward_kwargs=forward_kwargs, attributions=attributions)
     if method is None:
         method = (
             attributions.method
@@ -268,15 +257,8 @@ def compare_ablation(
     unknown = [m for m in methods if m not in attribute and m != RANDOM]
     if isinstance(methods, str) or not methods or unknown:
         raise InputError(f"expected methods among {ABLATION_METHODS}; got {describe(methods)}")
-    ablator = _Ablator(
-        model,
-        inputs,
-        target=target,
-        baselines=baselines,
-        groups=groups,
-        segments=segments,
-        forward_kwargs=forward_kwargs,
-    )
+    ablator = _Ablator(model, inputs, target=target, baselines=baselines, groups=groups, segments=segments,
+                       forward_kwargs=forward_kwargs)
     curves = {}
     for method in methods:
         if method == RANDOM:
@@ -476,16 +458,8 @@ def eraser_scores(
         raise InputError(f"expected fractions as a sequence of numbers; got {describe(fractions)}") from None
     if fracs.numel() == 0 or not ((fracs > 0) & (fracs <= 1)).all():
         raise InputError(f"expected fractions in (0, 1]; got {fracs.tolist()}")
-    baselines, segments = _defaults_from(attributions, baselines, segments)
-    ablator = _Ablator(
-        model,
-        inputs,
-        target=target,
-        baselines=baselines,
-        groups=groups,
-        segments=segments,
-        forward_kwargs=forward_kwargs,
-    )
+    ablator = _Ablator(model, inputs, target=target, baselines=baselines, groups=groups, segments=segments,
+                       forward_kwargs=forward_kwargs, attributions=attributions)
     rank = ablator.rank(attributions, order, seed)
     counts = ablator.features.counts.to(torch.float64)
     sizes = torch.ceil(fracs.to(counts.device)[None, :] * counts[:, None] - 1e-9).clamp_min(1)
