@@ -10,8 +10,6 @@ from sciattr.chem.featurize import Chem, PyGFeaturizer, SimpleWeaveFeaturizer
 from sciattr.chem.weave import W2N2
 from sciattr.errors import InputError
 
-torch.set_num_threads(1)  # tiny graphs: threads only contend on a shared CPU
-
 FEAT = SimpleWeaveFeaturizer()
 NITROBENZENE = "c1ccccc1[N+](=O)[O-]"  # atoms 0-5 ring, 6 N, 7 O (double), 8 O (single, charged)
 

@@ -16,8 +16,6 @@ from sciattr.chem.featurize import (
 )
 from sciattr.chem.weave import W1N2, W2N2
 
-torch.set_num_threads(1)  # tiny graphs: threads only contend on a shared CPU
-
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 geometric = pytest.importorskip("torch_geometric.nn")
 

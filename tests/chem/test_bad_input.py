@@ -8,8 +8,6 @@ from sciattr.chem.featurize import MAX_ATOMS, Chem, SimpleWeaveFeaturizer
 from sciattr.chem.weave import W1N2, W2N2
 from sciattr.errors import InputError, TargetError
 
-torch.set_num_threads(1)  # tiny graphs: threads only contend on a shared CPU
-
 FEAT = SimpleWeaveFeaturizer()
 
 

@@ -11,8 +11,6 @@ from sciattr.chem.featurize import Chem, SimpleWeaveFeaturizer
 from sciattr.chem.weave import W1N2, W2N2
 from sciattr.errors import InputError
 
-torch.set_num_threads(1)  # tiny graphs: threads only contend on a shared CPU
-
 FEAT = SimpleWeaveFeaturizer()
 SMILES = ["CC(=O)Nc1ccc(O)cc1", "CC(=O)Oc1ccccc1C(=O)O", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C", "OCC(N)C(=O)OCCS",
           "c1ccc2ccccc2c1CCN"]

@@ -15,8 +15,6 @@ from sciattr.chem.featurize import (
 )
 from sciattr.errors import InputError
 
-torch.set_num_threads(1)  # tiny graphs: threads only contend on a shared CPU
-
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
 
 

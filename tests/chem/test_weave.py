@@ -8,8 +8,6 @@ from sciattr.chem.featurize import Chem, SimpleWeaveFeaturizer, collate, featuri
 from sciattr.chem.weave import W1N2, W2N2, GaussianHistogram, WeaveModel
 from sciattr.errors import InputError
 
-torch.set_num_threads(1)  # tiny graphs: threads only contend on a shared CPU
-
 FEAT = SimpleWeaveFeaturizer()
 SMILES = ["CC(=O)Nc1ccc(O)cc1", "CCO", "C", "c1ccccc1[N+](=O)[O-]"]
 

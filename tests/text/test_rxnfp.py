@@ -14,14 +14,6 @@ from sciattr.text.smiles_tokens import (
 ESTERIFICATION = "CC(=O)O.OCC>>CC(=O)OCC"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ---------------------------------------------------------------------------------------- tokens
 @pytest.mark.parametrize("smiles, tokens", [
     ("CC(=O)Cl", ["C", "C", "(", "=", "O", ")", "Cl"]),
