@@ -3,9 +3,10 @@
 One function does the work (:func:`attribute`); the named methods are thin wrappers. The
 (example x path-node) grid is flattened and cut into chunks bounded by ``batch_size`` replicas
 or a ``memory_budget``; each chunk is one forward and one backward pass (one backward per
-target when several targets are attributed together). ``F(x)`` and ``F(x')`` are evaluated in
-the same pass as the path nodes. Nothing here depends on the device: tensors stay where the
-inputs are.
+target when several targets are attributed together). ``F(x)`` and ``F(x')``, needed for the
+completeness check but not for the integral, are evaluated afterwards in forward passes without
+autograd (with ``store_path=True`` they join the path nodes, since their gradients are recorded
+too). Nothing here depends on the device: tensors stay where the inputs are.
 """
 
 from __future__ import annotations
@@ -235,18 +236,24 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
     named, base, dev = problem.named, problem.baselines, problem.device
     K = alphas.shape[0]
     n_sel = examples.shape[0]
-    grid_ex = examples.repeat_interleave(K)
-    grid_node = torch.arange(K, device=dev).repeat(n_sel)
+    # Nodes of weight zero (the end points added for the completeness check) need only F: they
+    # are evaluated in forward passes without autograd after the weighted nodes, unless the
+    # interior gradients are recorded there too.
+    graded = torch.ones(K, dtype=torch.bool, device=dev) if store_path else weights != 0
+    grad_nodes, plain_nodes = graded.nonzero().flatten(), (~graded).nonzero().flatten()
+    grid_ex = examples.repeat_interleave(grad_nodes.shape[0])
+    grid_node = grad_nodes.repeat(n_sel)
     cost = problem.cost[grid_ex.cpu()]
     T = None
     acc: dict[str, torch.Tensor] = {}
     scores_all = None
     interior: dict[str, torch.Tensor] = {}
 
-    def process(start, stop, measure=False, exclude=frozenset()):
+    def process(start, stop, measure=False, exclude=frozenset(), grid=None):
         nonlocal T, scores_all
-        ex = grid_ex[start:stop]
-        node = grid_node[start:stop]
+        ex, node = (grid_ex, grid_node) if grid is None else grid
+        ex, node = ex[start:stop], node[start:stop]
+        with_grad = grid is None
         alpha = alphas[node]
         reps = Replicas(example=ex, alpha=alpha)
         leaves, rows_of, rep_of, vel = {}, {}, {}, {}
@@ -260,12 +267,12 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
             point = path.point(xr, br, a)
             if not getattr(path, "constant_velocity", False):
                 vel[name] = path.velocity(xr, br, a).detach()
-            leaves[name] = point.detach().requires_grad_(True)
+            leaves[name] = point.detach().requires_grad_(with_grad)
             rows_of[name], rep_of[name] = rows, rep
         ctx = measure_saved_bytes(exclude) if measure else contextlib.nullcontext()
-        with ctx as meter:
+        with ctx as meter, torch.set_grad_enabled(with_grad):
             output = problem.call(leaves, reps)
-        scores = problem.selector(output, ex)
+            scores = problem.selector(output, ex)
         if T is None:
             T = scores.shape[1]
             if problem.selector.multi is False and T != 1:
@@ -282,6 +289,8 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
             raise ModelOutputError(f"the model output is not finite for examples {bad[:10]} "
                                    f"(at alpha in {sorted(set(alpha[~torch.isfinite(scores).all(1)].tolist()))[:5]})")
         scores_all[ex, node] = scores.detach()
+        if not with_grad:
+            return None
         w = weights[node]
         names = list(leaves)
         # with the path stored, plain gradients are kept and weighted afterwards
@@ -307,6 +316,7 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
         return meter.bytes if measure else None
 
     total = grid_ex.shape[0]
+    max_cost = None
     if batch_size is not None:
         chunks = plan_chunks(cost, batch_size, None if budget is None else math.inf)
         if budget is not None:
@@ -336,6 +346,11 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
         chunks = [(s + stop2, e + stop2) for s, e in rest]
     for start, stop in chunks:
         process(start, stop)
+    if plain_nodes.numel():
+        plain = (examples.repeat_interleave(plain_nodes.shape[0]), plain_nodes.repeat(n_sel))
+        # without saved activations a pass holds less; chunks of the same cost are safe
+        for start, stop in plan_chunks(problem.cost[plain[0].cpu()], batch_size, max_cost):
+            process(start, stop, grid=plain)
     return acc, scores_all, interior, T
 
 

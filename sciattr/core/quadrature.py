@@ -82,8 +82,8 @@ def _legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
 def gauss_legendre(n: int, dtype=torch.float64, device="cpu"):
     """Gauss-Legendre rule mapped to [0, 1]: exact for polynomials of degree ``2n - 1``.
 
-    The nodes never include 0 or 1; the engine evaluates the end points separately in the same
-    batch so that completeness can be checked.
+    The nodes never include 0 or 1; the engine evaluates the end points separately (forward
+    only) so that completeness can be checked.
     """
     n = _check_n(n)
     x, w = _legendre_nodes(n)

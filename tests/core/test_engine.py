@@ -49,11 +49,28 @@ def test_multi_target_runs_forward_once_per_chunk():
     model = _mlp()
 
     def counted(x):
-        calls.append(x.shape[0])
+        calls.append((x.shape[0], x.requires_grad))
         return model(x)
 
-    integrated_gradients(counted, torch.randn(3, 5, dtype=F64), target="all", steps=10, batch_size=10**6)
-    assert len(calls) == 1 and calls[0] == 3 * 12  # 10 nodes + both end points, one forward
+    res = integrated_gradients(counted, torch.randn(3, 5, dtype=F64), target="all", steps=10, batch_size=10**6)
+    # all targets share one forward over the 10 nodes; the two end points (weight 0) need only F,
+    # so they run afterwards without autograd
+    assert calls == [(3 * 10, True), (3 * 2, False)]
+    assert res.completeness_gap.abs().max() < 1e-6
+
+
+def test_end_points_without_autograd_when_path_not_stored():
+    model = _mlp()
+    x = torch.randn(4, 5, dtype=F64)
+    plain = integrated_gradients(model, x, target=1, steps=12)
+    stored = integrated_gradients(model, x, target=1, steps=12, store_path=True)
+    torch.testing.assert_close(plain.attributions["input"], stored.attributions["input"])
+    torch.testing.assert_close(plain.forward_x, model(x)[:, 1])
+    torch.testing.assert_close(plain.forward_baseline, model(torch.zeros_like(x))[:, 1])
+    # the recorded path keeps the end points, with their interior gradients
+    assert stored.path.alphas[0] == 0.0 and stored.path.alphas[-1] == 1.0
+    grad_at_x = torch.autograd.functional.jacobian(lambda v: model(v)[:, 1].sum(), x)
+    torch.testing.assert_close(stored.path.gradients["input"][-1], grad_at_x)
 
 
 def test_per_example_and_callable_targets():
