@@ -54,14 +54,20 @@ def _cmd_engine_demo(args) -> int:
     return 0
 
 
+def _one_source(value, file, what: str) -> None:
+    if value is None and file is None:
+        raise SciAttrError(f"expected {what} or --file; got neither")
+    if value is not None and file is not None:
+        raise SciAttrError(f"expected {what} or --file, not both; got {value!r} and --file {file}")
+
+
 def _cmd_molecule(args) -> int:
     from sciattr.chem import report
 
+    _one_source(args.smiles, args.file, "a SMILES string")
     if args.file:
         paths = report.run_batch_cli(Path(args.file), args.model, args.target, Path(args.out_dir))
     else:
-        if args.smiles is None:
-            raise SciAttrError("expected a SMILES string or --file; got neither")
         paths = report.run_molecule_cli(args.smiles, args.model, args.target, Path(args.out))
     for p in paths:
         print(f"wrote {p}")
@@ -70,24 +76,28 @@ def _cmd_molecule(args) -> int:
 
 def _cmd_text(args) -> int:
     model = args.model
+    _one_source(args.text, args.file, "a text")
     if model == "g2p":
-        from sciattr.text.seq2seq import run_g2p_cli
+        from sciattr.text import seq2seq
 
         if args.file:
-            raise SciAttrError("the g2p model takes one word at a time; got --file")
-        paths = run_g2p_cli(args.text, Path(args.out))
+            paths = seq2seq.run_g2p_batch_cli(Path(args.file), args.target, Path(args.out_dir))
+        else:
+            paths = seq2seq.run_g2p_cli(args.text, Path(args.out), target=args.target)
     elif Path(model).is_dir():
-        from sciattr.text.hf_report import run_hf_cli
+        from sciattr.text import hf_report
 
-        paths = run_hf_cli(args.text, Path(model), args.target, Path(args.out))
+        if args.file:
+            paths = hf_report.run_hf_batch_cli(Path(args.file), Path(model), args.target, Path(args.out_dir),
+                                               truncation=args.truncate)
+        else:
+            paths = hf_report.run_hf_cli(args.text, Path(model), args.target, Path(args.out), truncation=args.truncate)
     else:
         from sciattr.text import report
 
         if args.file:
             paths = report.run_text_batch_cli(Path(args.file), model, args.target, Path(args.out_dir))
         else:
-            if args.text is None:
-                raise SciAttrError("expected a text or --file; got neither")
             paths = report.run_text_cli(args.text, model, args.target, Path(args.out))
     for p in paths:
         print(f"wrote {p}")
@@ -130,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     txt.add_argument("--file", help="batch: a text file with one input per line")
     txt.add_argument("--model", default="topic-classifier",
                      help="'lstm-lm', 'topic-classifier', 'g2p', or a local Hugging Face model folder")
-    txt.add_argument("--target", type=_target, default=None, help="class index/name or next word")
+    txt.add_argument("--target", type=_target, default=None,
+                     help="class index/name, next word, or output (g2p: phonemes, e.g. 'K AE1 T')")
+    txt.add_argument("--truncate", action="store_true",
+                     help="Hugging Face models: keep the first tokens of a text longer than the model's maximum "
+                          "(noted in the report) instead of an error")
     txt.add_argument("--out", default="reports/text.html")
     txt.add_argument("--out-dir", default="reports/text")
     txt.set_defaults(func=_cmd_text)

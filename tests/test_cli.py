@@ -46,3 +46,20 @@ def test_text_classifier_report(tmp_path, capsys):
     assert "striker" in out.read_text()
     assert "target sports" in capsys.readouterr().out
     assert main(["text", "", "--out", str(out)]) == 2
+
+
+def test_text_g2p_batch_and_exit_codes(tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("cat\nr2d2\n\tK AE1 T\n")
+    out = tmp_path / "out"
+    assert main(["text", "--model", "g2p", "--file", str(words), "--out-dir", str(out)]) == 0
+    rows = list(csv.DictReader((out / "attributions.csv").open(encoding="utf-8")))
+    assert [(r["status"], r["target"]) for r in rows] == [("ok", "K AE1 T"), ("error", ""), ("error", "")]
+    assert float(rows[0]["relative_gap"]) < 0.01 and (out / rows[0]["report"]).is_file()
+    err = capsys.readouterr().err
+    assert "row 1  error: expected letters a-z" in err and "row 2  error: expected a word" in err
+    words.write_text("\n42\n")
+    assert main(["text", "--model", "g2p", "--file", str(words), "--out-dir", str(out)]) == 2
+    assert "no row could be attributed: row 0: " in capsys.readouterr().err
+    assert main(["text", "--model", "g2p"]) == 2
+    assert "expected a text or --file" in capsys.readouterr().err

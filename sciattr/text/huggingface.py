@@ -177,7 +177,8 @@ def _checked_encoding(tokenizer, text, split, max_length, truncation):
     if max_length is not None and len(ids) > max_length:
         if not truncation:
             raise InputError(f"expected at most {max_length} tokens (the model's max_position_embeddings); got "
-                             f"{len(ids)}; pass truncation=True to keep the first {max_length}")
+                             f"{len(ids)}; pass truncation=True (command line: --truncate) to keep the first "
+                             f"{max_length}")
         message = f"truncated from {len(ids)} to {max_length} tokens (the model's maximum)"
         warnings.warn(f"{message}: {text[:40]!r}...", stacklevel=4)
         notes.append(message)
@@ -464,6 +465,10 @@ def _strip_generated(model, row: list) -> list:
 def _output_row(tokenizer, output) -> list:
     if isinstance(output, str):
         ids = tokenizer(output, add_special_tokens=True)["input_ids"]
+        unknown = _unknown_pieces(tokenizer, output, None, ids, tokenizer.convert_ids_to_tokens(ids))
+        if unknown:
+            warnings.warn(f"output {output!r}: {len(unknown)} piece(s) not in the vocabulary became "
+                          f"{tokenizer.unk_token} and are attributed as such: {unknown[:10]}", stacklevel=3)
     elif isinstance(output, torch.Tensor):
         ids = output.tolist()
     else:

@@ -7,26 +7,48 @@ index; default the predicted topic; score: its logit).
 
 Batch files hold one text per line; a tab followed by a target (``text<TAB>next word`` or
 ``text<TAB>topic``) overrides the common target for that line. Bad lines are reported, in the
-HTML page, the JSON file and on the terminal, and the others processed.
+HTML page, the JSON and CSV files and on the terminal, and the others processed.
+
+Every batch (these models, ``g2p`` and local Hugging Face folders) writes ``attributions.csv``
+(:data:`BATCH_COLUMNS`, one line per input line, bad lines with ``status=error`` and the reason)
+and ``attributions.json`` (the same rows with full-precision token attributions, and the errors)
+with :func:`write_batch_table`; the models with one report per input (``g2p``, Hugging Face
+folders) go through :func:`write_batch_reports`, which adds ``reports/row<N>.html`` and
+``index.html``.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import html
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
+
+import torch
 
 from sciattr.errors import InputError
 from sciattr.text.render import terminal_tokens, write_html
 from sciattr.text.tokens import TokenAttribution
 
-__all__ = ["DEFAULT_SCORES", "MODEL_NAMES", "attribute_texts", "run_text_batch_cli", "run_text_cli"]
+__all__ = ["BATCH_COLUMNS", "DEFAULT_SCORES", "MODEL_NAMES", "attribute_texts", "read_batch", "run_text_batch_cli",
+           "run_text_cli", "write_batch_reports", "write_batch_table"]
 
 MODEL_NAMES = ("lstm-lm", "topic-classifier")
 DEFAULT_SCORES = {"lstm-lm": "prob", "topic-classifier": "logit"}
 _PREDICTED = ("", "predicted", "none")
+
+#: Columns of ``attributions.csv``. ``prediction`` and ``baseline_score`` are F(x) and F(x'), the
+#: score of ``target``; ``gap`` is sum(attributions) - (F(x) - F(x')) and ``relative_gap`` its size
+#: relative to |F(x) - F(x')|. For several output tokens (``g2p``, encoder--decoders) the scores
+#: are log-probabilities summed over the output tokens (the log-probability of the whole output),
+#: ``tokens`` holds each input token's attribution to that sum and ``relative_gap`` is the largest
+#: over the output tokens. ``tokens``: ``token:+attribution`` pairs (3 significant digits).
+BATCH_COLUMNS = ("row", "input", "status", "target", "prediction", "baseline_score", "gap", "relative_gap", "steps",
+                 "tokens", "report", "notes", "error")
 
 
 def _target_or_none(target):
@@ -73,8 +95,9 @@ def print_attributions(result: TokenAttribution, stream: TextIO | None = None) -
         print("  " + terminal_tokens(result.to_tokens(i), stream=stream), file=stream)
         for note in result.notes[i]:
             print(f"  note: {note}", file=stream)
+    errors_to = sys.stderr if stream is sys.stdout else stream
     for err in result.errors:
-        print(f"row {err['row']}  error: {err['message']}", file=stream)
+        print(f"row {err['row']}  error: {err['message']}", file=errors_to)
 
 
 def run_text_cli(text: str, model_name: str, target=None, out_path="attributions.html", *,
@@ -106,23 +129,160 @@ def read_batch_file(path) -> tuple[list[str], list[str | None]]:
     return texts, targets
 
 
+def read_batch(path, target=None) -> tuple[list[str], list]:
+    """Texts of a batch file and the target of each line: its own (after a tab), else ``target``;
+    ``None`` (also for ``"predicted"``) takes the model's prediction."""
+    texts, line_targets = read_batch_file(path)
+    return texts, [_target_or_none(t if t is not None else target) for t in line_targets]
+
+
 def run_text_batch_cli(input_file, model_name: str, target=None, out_dir=".", *, score: str | None = None,
                        steps: int = 64, truncate: bool = False, stream: TextIO | None = None) -> list[Path]:
-    """Attribute every line of ``input_file``; write ``attributions.html`` and ``attributions.json``
-    to ``out_dir`` and print a coloured table. Bad lines are reported, the rest processed.
+    """Attribute every line of ``input_file``; write ``attributions.html``, ``attributions.json`` and
+    ``attributions.csv`` to ``out_dir`` and print a coloured table. Bad lines are reported, the rest
+    processed.
 
     Returns the paths written.
     """
-    texts, line_targets = read_batch_file(input_file)
-    targets = [t if t is not None else target for t in line_targets]
+    texts, targets = read_batch(input_file, target)
     result = attribute_texts(texts, model_name, targets, score=score, steps=steps, truncate=truncate)
     print_attributions(result, stream)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     html_path = write_html(result, out_dir / "attributions.html", title=f"{model_name}: integrated gradients")
+    return [html_path] + write_batch_table([result], texts, out_dir, model_name)
+
+
+# ---------------------------------------------------------------------------------------- batch tables
+def _one_example(result: TokenAttribution, example: int) -> TokenAttribution:
+    """Example ``example`` of a batch result as a result of its own (no bad rows, no path record).
+
+    Its views (tokens, matrices, reports) then cost one example's work instead of the batch's.
+    """
+    n = result.n_examples
+
+    def pick(value):
+        if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == n:
+            return value[example:example + 1]
+        if isinstance(value, list) and len(value) == n:
+            return value[example:example + 1]
+        return value
+
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result) if f.init}
+    fields = {name: value if name == "meta" else pick(value) for name, value in fields.items()}
+    for name in ("attributions", "inputs", "baselines"):
+        fields[name] = {key: pick(value) for key, value in fields[name].items()}
+    fields.update(errors=[], path=None)
+    return type(result)(**fields)
+
+
+def _summary(one: TokenAttribution) -> dict:
+    """The JSON record of a one-example result: its ``records()`` entry, with the scores summed over
+    the output tokens for several targets, the completeness gap and the steps (and the matrix)."""
+    record = one.records()[0]
+    outputs = range(one.forward_x.shape[1]) if one.multi_target else [0]
+    attributions = [sum(values) for values in zip(*(one.example_scores(0, "sum", t) for t in outputs))]
+    fx, fb = float(one.forward_x.sum()), float(one.forward_baseline.sum())
+    record.update(attributions=attributions, forward_x=fx, forward_baseline=fb, gap=sum(attributions) - (fx - fb),
+                  relative_gap=float(one.relative_gap.max()), steps=int(one.steps.max()))
+    if one.multi_target and hasattr(one, "output_tokens"):
+        record.update(output_tokens=one.output_tokens[0], matrix=one.matrix(0).tolist())
+    return record
+
+
+def _table_line(record: dict, text: str) -> dict:
+    tokens = " ".join(f"{tok}:{value:+.3g}" for tok, value in zip(record["tokens"], record["attributions"]))
+    return {"row": record["row"], "input": text, "status": "ok", "target": record["target"],
+            "prediction": record["forward_x"], "baseline_score": record["forward_baseline"], "gap": record["gap"],
+            "relative_gap": record["relative_gap"], "steps": record["steps"], "tokens": tokens, "report": record["report"],
+            "notes": "; ".join(record["notes"]), "error": ""}
+
+
+def write_batch_table(results: Sequence[TokenAttribution], inputs: Sequence[str], out_dir, model_name: str, *,
+                      errors: Sequence[dict] = (), reports: dict | None = None) -> list[Path]:
+    """Write ``attributions.json`` and ``attributions.csv`` (:data:`BATCH_COLUMNS`) to ``out_dir``.
+
+    ``results``: the attributions of the usable lines (their ``rows`` index ``inputs``; several
+    results when the lines went through several calls); ``errors``: bad lines besides those in
+    ``results[k].errors``; ``reports``: line -> path of its report (relative to ``out_dir``).
+    Every line of ``inputs`` gets one CSV line, ``status=error`` with the reason for bad lines.
+    Returns ``[json_path, csv_path]``.
+    """
+    return list(_write_batch(results, inputs, out_dir, model_name, errors, reports or {})[:2])
+
+
+def _write_batch(results, inputs, out_dir, model_name, errors, reports) -> tuple[Path, Path, list[dict]]:
+    errors = sorted([e for res in results for e in res.errors] + list(errors), key=lambda e: e["row"])
+    missing = "no attribution was computed for this line"
+    table = [{"row": row, "input": text, "status": "error", "error": missing} for row, text in enumerate(inputs)]
+    records = []
+    for res in results:
+        for i in range(res.n_examples):
+            record = _summary(_one_example(res, i))
+            record["report"] = reports.get(record["row"], "")
+            records.append(record)
+            table[record["row"]] = _table_line(record, inputs[record["row"]])
+    for error in errors:
+        table[error["row"]].update(status="error", error=error["message"])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"model": model_name, "method": results[0].method, "rule": results[0].rule,
+               "steps": max(int(res.steps.max()) for res in results), "score": results[0].target,
+               "rows": sorted(records, key=lambda r: r["row"]), "errors": errors}
     json_path = out_dir / "attributions.json"
-    payload = {"model": model_name, "method": result.method, "rule": result.rule,
-               "steps": int(result.steps.max()), "score": result.target,
-               "rows": result.records(), "errors": result.errors}
     json_path.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    return [html_path, json_path]
+    csv_path = out_dir / "attributions.csv"
+    with csv_path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(BATCH_COLUMNS))
+        writer.writeheader()
+        writer.writerows(table)
+    return json_path, csv_path, table
+
+
+def write_batch_reports(results: Sequence[TokenAttribution], inputs: Sequence[str], out_dir, model_name: str,
+                        write_report: Callable[[TokenAttribution, int, Path], list[Path]], *,
+                        errors: Sequence[dict] = (), stream: TextIO | None = None) -> list[Path]:
+    """A batch with one report per usable line: ``reports/row<N>.html`` written by
+    ``write_report(one_example_result, line, path)``, then :func:`write_batch_table` and
+    ``index.html`` (every line: a link to its report, or its error). Prints one line per usable
+    line to ``stream`` (default stdout) and every bad line to stderr.
+
+    Returns ``[index.html, attributions.json, attributions.csv, reports...]``.
+    """
+    out_dir = Path(out_dir)
+    reports, written = {}, []
+    examples = sorted(((row, res, i) for res in results for i, row in enumerate(res.rows)), key=lambda e: e[0])
+    for row, result, i in examples:
+        paths = write_report(_one_example(result, i), row, out_dir / "reports" / f"row{row}.html")
+        reports[row] = paths[0].relative_to(out_dir).as_posix()
+        written += paths
+    json_path, csv_path, table = _write_batch(results, inputs, out_dir, model_name, errors, reports)
+    index = _write_index(table, out_dir / "index.html", f"{model_name}: integrated gradients")
+    stream = sys.stdout if stream is None else stream
+    for line in table:
+        if line["status"] == "ok":
+            print(f"row {line['row']}  target {line['target']}  F(x)={line['prediction']:.4g}  "
+                  f"relative gap={line['relative_gap']:.1e}  {line['report']}", file=stream)
+        else:
+            print(f"row {line['row']}  error: {line['error']}", file=sys.stderr)
+    return [index, json_path, csv_path] + written
+
+
+def _write_index(table: list[dict], path: Path, title: str) -> Path:
+    """One table line per input line: its target, score and gap with a link to its report, or its error."""
+    cells = []
+    for line in table:
+        if line["status"] == "ok":
+            link = html.escape(line["report"])
+            outcome = (f"<td>{html.escape(str(line['target']))}</td><td>{line['prediction']:.4g}</td>"
+                       f"<td>{line['relative_gap']:.2e}</td><td><a href='{link}'>{link}</a></td>")
+        else:
+            outcome = f"<td class='error' colspan='4'>{html.escape(line['error'])}</td>"
+        cells.append(f"<tr><td>{line['row']}</td><td class='l'>{html.escape(line['input'])}</td>{outcome}</tr>")
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ddd;padding:0.2em 0.6em;text-align:right}.l{text-align:left}.error{color:#b00;"
+        f"text-align:left}}</style></head><body><h1>{html.escape(title)}</h1><table><tr><th>row</th>"
+        "<th class='l'>input</th><th>target</th><th>score</th><th>relative gap</th><th>report</th></tr>"
+        + "".join(cells) + "</table></body></html>\n", encoding="utf-8")
+    return path

@@ -56,6 +56,7 @@ __all__ = [
     "g2p_weights_path",
     "greedy_decode",
     "load_g2p",
+    "run_g2p_batch_cli",
     "run_g2p_cli",
     "write_seq2seq_report",
 ]
@@ -527,7 +528,11 @@ def _default_g2p(dtype=torch.float64) -> G2PModel:
 
 
 def _g2p_rows(words, phonemes, model, max_length) -> tuple[list, list, list]:
-    """Validate each row; returns (good rows, their (word, phoneme ids)), errors and notes."""
+    """Validate each row; returns (good rows, their (word, phoneme ids)), errors and notes.
+
+    Rows without a given pronunciation (``phonemes`` ``None``, or ``None`` at that row) get the
+    model's greedy one, all decoded together.
+    """
     if isinstance(words, str):
         words = [words]
         phonemes = None if phonemes is None else [phonemes]
@@ -535,30 +540,37 @@ def _g2p_rows(words, phonemes, model, max_length) -> tuple[list, list, list]:
         raise InputError(f"expected a word or a non-empty list of words; got {describe(words)}")
     if phonemes is not None and len(phonemes) != len(words):
         raise InputError(f"expected one pronunciation per word ({len(words)}); got {len(phonemes)}")
-    good, errors, notes = [], [], {}
+    good, errors, notes, greedy = [], [], {}, []
     for row, word in enumerate(words):
         try:
             cleaned = _check_word(word)
-            if phonemes is None:
-                ids, note = _greedy_ids(model, cleaned, max_length)
-                notes[row] = note
+            if phonemes is None or phonemes[row] is None:
+                greedy.append((row, cleaned))
             else:
-                ids = _encode_phonemes(phonemes[row])
-            good.append((row, cleaned, ids))
+                good.append((row, cleaned, _encode_phonemes(phonemes[row])))
         except InputError as exc:
             errors.append({"row": row, "input": word, "message": str(exc)})
-    return good, errors, notes
+    for (row, cleaned), (ids, note) in zip(greedy, _greedy_ids(model, [w for _, w in greedy], max_length)):
+        if ids:
+            good.append((row, cleaned, ids))
+            notes[row] = note
+        else:
+            errors.append({"row": row, "input": words[row],
+                           "message": f"expected the model to pronounce {cleaned!r}; greedy decoding gave no phoneme"})
+    return sorted(good), sorted(errors, key=lambda e: e["row"]), notes
 
 
-def _greedy_ids(model: G2PModel, word: str, max_length: int) -> tuple[list[int], list[str]]:
-    ids, lengths = encode_words([word], next(model.parameters()).device)
-    out = model.greedy(ids, lengths, max_length)[0].tolist()
-    end = out.index(TARGET_END) if TARGET_END in out else None
-    phones = out[:end]
-    if not phones:
-        raise InputError(f"expected the model to pronounce {word!r}; greedy decoding gave no phoneme")
-    notes = [] if end is not None else [f"greedy decoding stopped at max_length={max_length} without </s>"]
-    return phones, notes
+def _greedy_ids(model: G2PModel, words: Sequence[str], max_length: int) -> list[tuple[list[int], list[str]]]:
+    """Greedy phoneme ids (up to ``</s>``) of each word, and notes; one decoding pass for all words."""
+    if not words:
+        return []
+    ids, lengths = encode_words(words, next(model.parameters()).device)
+    out = []
+    for row in model.greedy(ids, lengths, max_length).tolist():
+        end = row.index(TARGET_END) if TARGET_END in row else None
+        notes = [] if end is not None else [f"greedy decoding stopped at max_length={max_length} without </s>"]
+        out.append((row[:end], notes))
+    return out
 
 
 def attribute_g2p(
@@ -579,7 +591,7 @@ def attribute_g2p(
         A word or a list of words (letters a-z; upper case is lowered).
     phonemes:
         The output sequence per word (a list of ARPAbet symbols or a space-separated string).
-        Default: the model's own greedy pronunciation.
+        Default (or ``None`` for a word): the model's own greedy pronunciation.
     model:
         A :class:`G2PModel` (default: :func:`load_g2p` in float64, loaded once).
     steps, strategy, **options:
@@ -624,15 +636,38 @@ def attribute_g2p(
     )
 
 
-def run_g2p_cli(word: str, out_path, steps: int = 64) -> list[Path]:
+def _g2p_title(res: Seq2SeqAttribution) -> str:
+    """``word -> PH O NE MES`` of the first word of ``res``."""
+    return f"{''.join(res.tokens[0][:-1])} -> {' '.join(res.output_tokens[0])}"
+
+
+def run_g2p_cli(word: str, out_path, steps: int = 64, *, target=None) -> list[Path]:
     """Attribute the g2p model's pronunciation of ``word``; write an HTML report and the matrix PNG.
 
-    ``out_path`` is the HTML file; the PNG is written next to it with the suffix ``.png``. Steps
-    double from ``steps`` until every output token's completeness gap is below 1%. Returns the
-    written paths.
+    ``target``: the pronunciation to attribute (ARPAbet symbols separated by spaces; default the
+    model's greedy one). ``out_path`` is the HTML file; the PNG is written next to it with the
+    suffix ``.png``. Steps double from ``steps`` until every output token's completeness gap is
+    below 1%. Returns the written paths.
     """
-    res = attribute_g2p(word, steps=steps, tolerance=0.01, max_steps=1024)
-    title = f"{''.join(res.tokens[0][:-1])} -> {' '.join(res.output_tokens[0])}"
-    paths = write_seq2seq_report(res, out_path, title)
+    res = attribute_g2p(word, target, steps=steps, tolerance=0.01, max_steps=1024)
+    paths = write_seq2seq_report(res, out_path, _g2p_title(res))
     print(res.matrix_table(0))
     return paths
+
+
+def run_g2p_batch_cli(input_file, target=None, out_dir=".", steps: int = 64) -> list[Path]:
+    """Attribute the pronunciation of every word of ``input_file`` (one word per line), all words in one call.
+
+    A line ``word<TAB>pronunciation`` attributes that pronunciation, else ``target``, else the
+    model's greedy one. Writes :func:`~sciattr.text.report.write_batch_reports`' files to
+    ``out_dir``: ``attributions.csv``, ``attributions.json``, ``index.html`` and per word
+    ``reports/row<N>.html`` with its matrix PNG. Bad lines (empty, characters outside a-z, unknown
+    phonemes) are reported in the table and on stderr, the rest processed; steps double until every
+    output token of every word completes within 1%. Returns the written paths.
+    """
+    from sciattr.text.report import read_batch, write_batch_reports
+
+    words, pronunciations = read_batch(input_file, target)
+    res = attribute_g2p(words, pronunciations, steps=steps, tolerance=0.01, max_steps=1024)
+    return write_batch_reports([res], words, out_dir, "g2p",
+                               lambda one, row, path: write_seq2seq_report(one, path, _g2p_title(one)))

@@ -1,5 +1,6 @@
 """The shipped BBC topic classifier: card accuracy, completeness, HTML and terminal output."""
 
+import csv
 import io
 import json
 import re
@@ -73,6 +74,12 @@ def test_batch_cli_reports_bad_rows_and_processes_the_rest(tmp_path):
     assert [e["row"] for e in payload["errors"]] == [1, 3]
     assert "row 3  error: expected a class name" in stream.getvalue()
     assert "row 1:" in paths[0].read_text()
+    table = list(csv.DictReader(paths[2].open(encoding="utf-8")))
+    assert [(r["status"], r["target"]) for r in table] == [("ok", "business"), ("error", ""), ("ok", "politics"),
+                                                           ("error", "")]
+    assert "expected a class name" in table[3]["error"] and table[1]["error"]
+    assert [float(r["prediction"]) for r in table[::2]] == [r["forward_x"] for r in payload["rows"]]
+    assert table[0]["tokens"].startswith("shares:")
 
 
 def test_loader_by_name():

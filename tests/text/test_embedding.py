@@ -88,14 +88,16 @@ def test_padding_never_changes_attributions(call, kind):
 def test_batch_is_one_engine_pass_and_matches_single_sentences():
     model = tiny_classifier()
     calls = []
-    handle = model.register_forward_hook(lambda *args: calls.append(1))
+    handle = model.register_forward_hook(lambda module, args, out: calls.append((out.shape[0], out.requires_grad)))
     ids, mask = padded(0)
     try:
         res = embedding_integrated_gradients(model, ids, attention_mask=mask, target=2, steps=10,
                                              batch_size=10_000)
     finally:
         handle.remove()
-    assert len(calls) == 1  # every sentence at every step (and both ends) in one forward
+    n = ids.shape[0]
+    # every sentence at every step in one forward and backward; both ends in one forward-only pass
+    assert calls == [(n * 10, True), (n * 2, False)]
     for i, sentence in enumerate(SENTENCES):
         one = embedding_integrated_gradients(model, torch.tensor([sentence]), target=2, steps=10)
         torch.testing.assert_close(one.attributions["embeddings"][0],

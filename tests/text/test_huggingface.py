@@ -1,5 +1,7 @@
 """Hugging Face adapters on tiny random models built from configs (no downloads), float64."""
 
+import csv
+import json
 import warnings
 
 import pytest
@@ -9,7 +11,8 @@ from sciattr.errors import InputError, TargetError
 
 transformers = pytest.importorskip("transformers")
 
-from sciattr.text.hf_report import run_hf_cli
+from sciattr.cli import main
+from sciattr.text.hf_report import run_hf_batch_cli, run_hf_cli
 from sciattr.text.huggingface import (
     HFSeq2SeqAttribution,
     HFTokenAttribution,
@@ -280,11 +283,17 @@ def test_all_rows_bad_and_unknown_words(bert, tokenizer):
 
 
 # ---------------------------------------------------------------------------------------- offline folder, cli
-def test_run_hf_cli_on_a_local_folder(bert, tokenizer, tmp_path, capsys):
-    folder = tmp_path / "tiny-bert"
+@pytest.fixture(scope="module")
+def bert_folder(bert, tokenizer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models") / "tiny-bert"
     bert.to(torch.float32).save_pretrained(folder)
     bert.to(F64)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_run_hf_cli_on_a_local_folder(bert_folder, tmp_path, capsys):
+    folder = bert_folder
     model, _tok = load_local_model(folder)
     assert type(model).__name__ == "BertForSequenceClassification" and model.dtype == F64
     with warnings.catch_warnings():
@@ -302,3 +311,84 @@ def test_per_row_targets_follow_the_usable_rows(bert, tokenizer):
     assert res.rows == [0, 2] and res.target_labels == ["pos", "neu"]
     with pytest.raises(TargetError, match="one target per text \\(3\\); got 2"):
         classifier_integrated_gradients(bert, tokenizer, ["the cat", "", "dog"], target=[0, 1])
+
+
+def test_run_hf_batch_cli_rows_equal_single_texts(bert_folder, tmp_path, capsys):
+    too_long = " ".join(["cat"] * 30)
+    infile = tmp_path / "in.txt"
+    infile.write_text(f"the cat sat on the mat\n\nunhappy dog\tpos\n{too_long}\nthe dog\tweird\nthe fox\n")
+    paths = run_hf_batch_cli(infile, bert_folder, None, tmp_path / "out", steps=16)
+    index, json_path, csv_path = paths[:3]
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
+    assert [r["status"] for r in rows] == ["ok", "error", "ok", "error", "error", "ok"]
+    assert "non-empty" in rows[1]["error"] and "at most 24 tokens" in rows[3]["error"]
+    assert "'weird'" in rows[4]["error"]
+    err = capsys.readouterr().err
+    assert all(f"row {k}  error: " in err for k in (1, 3, 4)) and "row 0" not in err
+    model, tok = load_local_model(bert_folder)
+    records = {r["row"]: r for r in json.loads(json_path.read_text(encoding="utf-8"))["rows"]}
+    for row, text, target in [(0, "the cat sat on the mat", "predicted"), (2, "unhappy dog", "pos"),
+                              (5, "the fox", "predicted")]:
+        alone = classifier_integrated_gradients(model, tok, text, target=target, steps=16, tolerance=0.01,
+                                                max_steps=1024)
+        line, fx, fb = rows[row], float(alone.forward_x[0]), float(alone.forward_baseline[0])
+        assert line["target"] == alone.target_labels[0]
+        assert float(line["prediction"]) == pytest.approx(fx, rel=1e-9)
+        assert float(line["baseline_score"]) == pytest.approx(fb, rel=1e-9)
+        assert float(line["relative_gap"]) < 0.01
+        assert records[row]["tokens"] == alone.tokens[0]
+        torch.testing.assert_close(torch.tensor(records[row]["attributions"], dtype=F64),
+                                   torch.tensor(alone.example_scores(0), dtype=F64), rtol=0, atol=0.01 * abs(fx - fb))
+        page = (tmp_path / "out" / line["report"]).read_text()
+        assert f"tiny-bert: {text}" in page and f"target {line['target']}" in page and "row 1:" not in page
+    assert "reports/row5.html" in index.read_text()
+
+
+def test_hf_batch_command_line_exit_codes(bert_folder, tmp_path, capsys):
+    infile = tmp_path / "in.txt"
+    infile.write_text("the cat\n\n")
+    out = tmp_path / "out"
+    assert main(["text", "--model", str(bert_folder), "--file", str(infile), "--target", "neg", "--out-dir",
+                 str(out)]) == 0
+    rows = list(csv.DictReader((out / "attributions.csv").open(encoding="utf-8")))
+    assert [(r["status"], r["target"]) for r in rows] == [("ok", "neg"), ("error", "")]
+    assert "row 1  error: expected a non-empty text" in capsys.readouterr().err
+    infile.write_text("\nthe cat\tweird\n")
+    assert main(["text", "--model", str(bert_folder), "--file", str(infile), "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no row could be attributed: row 0: expected a non-empty text" in err and "row 1: expected" in err
+
+
+def test_truncate_option_keeps_the_first_tokens(bert_folder, tmp_path, capsys):
+    text = " ".join(["cat"] * 30)
+    assert main(["text", text, "--model", str(bert_folder), "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "at most 24 tokens" in err and "--truncate" in err
+    with pytest.warns(UserWarning, match="truncated from 32 to 24 tokens"):
+        assert main(["text", text, "--model", str(bert_folder), "--truncate", "--out",
+                     str(tmp_path / "r.html")]) == 0
+    assert "truncated from 32 to 24 tokens" in (tmp_path / "r.html").read_text()
+    model, tok = load_local_model(bert_folder)
+    with pytest.warns(UserWarning, match="truncated"):
+        cut = classifier_integrated_gradients(model, tok, text, truncation=True, steps=16)
+    assert len(cut.tokens[0]) == 24 and float(cut.relative_gap[0]) < 0.01
+
+
+def test_text_and_file_together_is_an_error(bert_folder, tmp_path, capsys):
+    infile = tmp_path / "in.txt"
+    infile.write_text("the cat\n")
+    assert main(["text", "the dog", "--model", str(bert_folder), "--file", str(infile)]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_seq2seq_cli_target_number_is_output_text_and_unknown_output_warns(bart, tokenizer):
+    from sciattr.text.hf_report import _CliModel
+
+    cli = _CliModel.__new__(_CliModel)
+    cli.kind = "seq2seq"
+    assert cli.normalize_target(42) == "42" and cli.normalize_target("cat") == "cat"
+    cli.kind = "classifier"
+    assert cli.normalize_target(1) == 1
+    with pytest.warns(UserWarning, match=r"1 piece\(s\) not in the vocabulary became \[UNK\].*'zebra'"):
+        res = seq2seq_integrated_gradients(bart, tokenizer, "the cat", ["the zebra"], steps=16)
+    assert "[UNK]" in res.output_tokens[0]

@@ -1,5 +1,8 @@
 """Seq2seq attributions: the pretrained g2p GRU encoder-decoder and the batched output strategies."""
 
+import csv
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +20,7 @@ from sciattr.text.seq2seq import (
     g2p_weights_path,
     greedy_decode,
     load_g2p,
+    run_g2p_batch_cli,
     run_g2p_cli,
 )
 
@@ -194,3 +198,31 @@ def test_run_g2p_cli_writes_matrix_and_html(tmp_path, capsys):
     page = html_path.read_text()
     assert "phoneme" in page and "g2p.png" in page and "rel. gap" in page
     assert "rel gap" in capsys.readouterr().out
+
+
+def test_run_g2p_batch_cli_rows_equal_single_words(g2p, tmp_path, capsys):
+    infile = tmp_path / "words.txt"
+    infile.write_text("cat\n\nr2d2\nread\tR EH1 D\nDog\ncat\tK XX T\n")
+    paths = run_g2p_batch_cli(infile, None, tmp_path / "out", steps=16)
+    index, json_path, csv_path = paths[:3]
+    rows = list(csv.DictReader(csv_path.open(encoding="utf-8")))
+    assert [r["status"] for r in rows] == ["ok", "error", "error", "ok", "ok", "error"]
+    assert "empty string" in rows[1]["error"] and "'2' at position 1" in rows[2]["error"]
+    assert "ARPAbet" in rows[5]["error"]
+    err = capsys.readouterr().err
+    assert all(f"row {k}  error: " in err for k in (1, 2, 5)) and "row 0" not in err
+    records = {r["row"]: r for r in json.loads(json_path.read_text(encoding="utf-8"))["rows"]}
+    for row, word, spoken in [(0, "cat", None), (3, "read", "R EH1 D"), (4, "Dog", None)]:
+        alone = attribute_g2p(word, spoken, model=g2p, steps=16, tolerance=0.01, max_steps=1024)
+        line, record = rows[row], records[row]
+        fx, fb = float(alone.forward_x.sum()), float(alone.forward_baseline.sum())
+        assert line["target"] == alone.target_labels[0] and record["output_tokens"] == alone.output_tokens[0]
+        assert float(line["prediction"]) == pytest.approx(fx, rel=1e-9)
+        assert float(line["baseline_score"]) == pytest.approx(fb, rel=1e-9)
+        assert float(line["relative_gap"]) < 0.01 and float(alone.relative_gap.max()) < 0.01
+        np.testing.assert_allclose(record["matrix"], alone.matrix(0).numpy(), atol=0.01 * abs(fx - fb))
+        np.testing.assert_allclose(record["attributions"], alone.matrix(0).sum(0).numpy(), atol=0.01 * abs(fx - fb))
+        assert line["tokens"].split()[0].startswith(f"{word[0].lower()}:")
+        page = (tmp_path / "out" / line["report"]).read_text()
+        assert f"{word.lower()} -&gt; {line['target']}" in page and f"row{row}.png" in page
+    assert "reports/row3.html" in index.read_text() and "r2d2" in index.read_text()
