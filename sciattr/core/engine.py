@@ -11,6 +11,7 @@ too). Nothing here depends on the device: tensors stay where the inputs are.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import warnings
@@ -230,15 +231,32 @@ def _nodes(method, steps, dtype, device, need_ends: bool):
     return alphas, weights
 
 
+#: Bytes autograd saved per unit of input cost, by model weights and input kind (most recent last).
+#: Only chunk sizes depend on it, never results.
+_PROBED: collections.OrderedDict = collections.OrderedDict()
+_PROBED_MAX = 64
+
+
+def _probe_key(problem: _Problem, weights: frozenset):
+    """Identity of "this model on inputs like these" for reusing a memory probe across calls:
+    the storages of the model's weights (also when an adapter wraps it in a new object per call),
+    the kind of callable, and each input's per-row shape, dtype and device. ``None`` (no reuse)
+    when the weights are not known."""
+    if not weights:
+        return None
+    inputs = tuple((name, tuple(x.shape[1:]), x.dtype, x.device) for name, x in problem.named.items())
+    return weights, type(problem.model).__qualname__, inputs, problem.method_name
+
+
 def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
          budget, store_path: bool):
     """Integrate over the given examples; returns accumulators over all rows (only those rows filled)."""
     named, base, dev = problem.named, problem.baselines, problem.device
     K = alphas.shape[0]
     n_sel = examples.shape[0]
-    # Nodes of weight zero (the end points added for the completeness check) need only F: they
-    # are evaluated in forward passes without autograd after the weighted nodes, unless the
-    # interior gradients are recorded there too.
+    # Nodes of weight zero (the end points added for the completeness check) need only F: when
+    # the weighted nodes take several passes they are evaluated afterwards in forward passes
+    # without autograd (unless the interior gradients are recorded there too).
     graded = torch.ones(K, dtype=torch.bool, device=dev) if store_path else weights != 0
     grad_nodes, plain_nodes = graded.nonzero().flatten(), (~graded).nonzero().flatten()
     grid_ex = examples.repeat_interleave(grad_nodes.shape[0])
@@ -249,11 +267,10 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
     scores_all = None
     interior: dict[str, torch.Tensor] = {}
 
-    def process(start, stop, measure=False, exclude=frozenset(), grid=None):
+    def process(start, stop, measure=False, exclude=frozenset(), grid=None, with_grad=True):
         nonlocal T, scores_all
         ex, node = (grid_ex, grid_node) if grid is None else grid
         ex, node = ex[start:stop], node[start:stop]
-        with_grad = grid is None
         alpha = alphas[node]
         reps = Replicas(example=ex, alpha=alpha)
         leaves, rows_of, rep_of, vel = {}, {}, {}, {}
@@ -323,12 +340,25 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
             chunks = None
     else:
         chunks = None
+    weights_known = parameter_storages(problem.model) if chunks is None else frozenset()
+    key = _probe_key(problem, weights_known)
+    if chunks is None and key in _PROBED:
+        # this model has been probed on inputs of this kind: its bytes per unit of input are known
+        _PROBED.move_to_end(key)
+        max_cost = budget / (2.0 * _PROBED[key])
+        chunks = plan_chunks(cost, batch_size, max_cost)
+    if plain_nodes.numel() and chunks is not None and len(chunks) == 1:
+        # everything fits in one pass: the end points ride along (a separate forward-only pass
+        # would cost more than their share of the backward)
+        every = (examples.repeat_interleave(K), torch.arange(K, device=dev).repeat(n_sel))
+        if len(plan_chunks(problem.cost[every[0].cpu()], batch_size, max_cost)) == 1:
+            process(0, every[0].shape[0], grid=every)
+            return acc, scores_all, interior, T
     if chunks is None:
         # A probe chunk measures the bytes autograd saves per unit of input. The model's weights do
         # not grow with the chunk: they are excluded where the model's modules are known; otherwise
         # a second probe is taken and the difference of the two is used.
         cap = total if batch_size is None else min(total, batch_size)
-        weights_known = parameter_storages(problem.model)
         stop1 = min(16 if weights_known else 2, cap)
         saved1 = process(0, stop1, measure=True, exclude=weights_known)
         c1 = float(cost[:stop1].sum())
@@ -340,6 +370,10 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
         else:
             marginal = saved1 / max(c1, 1.0)
         per_cost = max(marginal, 1e-3)
+        if key is not None:
+            _PROBED[key] = per_cost
+            while len(_PROBED) > _PROBED_MAX:
+                _PROBED.popitem(last=False)
         # saved activations + gradients of the leaves + the outputs: keep a 2x margin
         max_cost = budget / (2.0 * per_cost)
         rest = plan_chunks(cost[stop2:], batch_size, max_cost)
@@ -350,7 +384,7 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
         plain = (examples.repeat_interleave(plain_nodes.shape[0]), plain_nodes.repeat(n_sel))
         # without saved activations a pass holds less; chunks of the same cost are safe
         for start, stop in plan_chunks(problem.cost[plain[0].cpu()], batch_size, max_cost):
-            process(start, stop, grid=plain)
+            process(start, stop, grid=plain, with_grad=False)
     return acc, scores_all, interior, T
 
 

@@ -52,11 +52,17 @@ def test_multi_target_runs_forward_once_per_chunk():
         calls.append((x.shape[0], x.requires_grad))
         return model(x)
 
-    res = integrated_gradients(counted, torch.randn(3, 5, dtype=F64), target="all", steps=10, batch_size=10**6)
-    # all targets share one forward over the 10 nodes; the two end points (weight 0) need only F,
-    # so they run afterwards without autograd
-    assert calls == [(3 * 10, True), (3 * 2, False)]
+    x = torch.randn(3, 5, dtype=F64)
+    res = integrated_gradients(counted, x, target="all", steps=10, batch_size=10**6)
+    # all targets share one forward over the 10 nodes and both end points
+    assert calls == [(3 * 12, True)]
     assert res.completeness_gap.abs().max() < 1e-6
+    calls.clear()
+    chunked = integrated_gradients(counted, x, target="all", steps=10, batch_size=10)
+    # several passes: the end points (weight 0, needed only for F) run last, without autograd
+    assert calls == [(10, True), (10, True), (10, True), (6, False)]
+    torch.testing.assert_close(chunked.attributions["input"], res.attributions["input"])
+    torch.testing.assert_close(chunked.forward_baseline, res.forward_baseline)
 
 
 def test_end_points_without_autograd_when_path_not_stored():
@@ -238,3 +244,34 @@ def test_adaptive_steps_with_stored_path_record_one_grid_for_every_example():
     assert res.steps[0] == res.steps[1] > 16
     # the recorded curve is F(alpha x) for both examples, the converged one included
     torch.testing.assert_close(res.path.scores, torch.stack([f(a * x) for a in res.path.alphas], 1))
+
+
+def test_memory_probe_is_reused_for_the_same_model_and_input_kind():
+    from sciattr.core import engine
+
+    model = _mlp()
+    calls = []
+    handle = model.register_forward_hook(lambda module, args, out: calls.append((out.shape[0], out.requires_grad)))
+    x = torch.randn(3, 5, dtype=F64)
+    engine._PROBED.clear()
+    try:
+        first = integrated_gradients(model, x, target=0, steps=10)
+        probed = list(calls)
+        calls.clear()
+        second = integrated_gradients(model, x + 1.0, target=0, steps=10)
+        again = list(calls)
+        calls.clear()
+        other = _mlp()  # other weights: probed anew
+        other.register_forward_hook(lambda module, args, out: calls.append((out.shape[0], out.requires_grad)))
+        integrated_gradients(other, x, target=0, steps=10)
+        fresh = list(calls)
+    finally:
+        handle.remove()
+    # first call: a 16-replica probe, then the other 14 weighted replicas, then the end points
+    assert probed == [(16, True), (14, True), (6, False)]
+    # same model, same kind of input: all 30 weighted replicas and the 6 end points in one pass
+    assert again == [(36, True)]
+    assert fresh == [(16, True), (14, True), (6, False)] and len(engine._PROBED) == 2
+    torch.testing.assert_close(second.attributions["input"],
+                               integrated_gradients(model, x + 1.0, target=0, steps=10, batch_size=7).attributions["input"])
+    assert first.completeness_gap.abs().max() < 1e-8
