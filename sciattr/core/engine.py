@@ -436,7 +436,11 @@ def attribute(
         ``|completeness_gap| > tolerance * |F(x) - F(x')|`` until ``max_steps``.
     batch_size, memory_budget:
         Bound the replicas (example x node) per forward pass, or the autograd memory per pass
-        (bytes or a string like ``"2GiB"``). Results do not depend on the chunking.
+        (bytes or a string like ``"2GiB"``; default 32 MiB on a CPU, up to 4 GiB on a GPU). A
+        budget is turned into replicas per pass by a small probe pass that measures the bytes
+        autograd saves; the measurement is remembered for the model's weights and the kind of
+        input, so later calls skip the probe. Results do not depend on the chunking (up to
+        floating-point rounding).
     store_path:
         Record ``F(gamma(alpha))`` and the interior gradients at every node in ``result.path``
         (with adaptive steps, every example is then refined together so they share one grid).
