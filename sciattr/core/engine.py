@@ -342,10 +342,12 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
         chunks = None
     weights_known = parameter_storages(problem.model) if chunks is None else frozenset()
     key = _probe_key(problem, weights_known)
-    if chunks is None and key in _PROBED:
+    known = _PROBED.get(key) if chunks is None and key is not None else None
+    if known is not None:
         # this model has been probed on inputs of this kind: its bytes per unit of input are known
-        _PROBED.move_to_end(key)
-        max_cost = budget / (2.0 * _PROBED[key])
+        with contextlib.suppress(KeyError):  # another thread may have evicted it meanwhile
+            _PROBED.move_to_end(key)
+        max_cost = budget / (2.0 * known)
         chunks = plan_chunks(cost, batch_size, max_cost)
     if plain_nodes.numel() and chunks is not None and len(chunks) == 1:
         # everything fits in one pass: the end points ride along (a separate forward-only pass
