@@ -238,8 +238,8 @@ class _RaggedGraphModel:
             link_features = links[self.link_name]
         else:
             cols, rep = replicas.replicate(self.link_table)
-            link_features = self.fixed_links[cols]
-        index = replicas.remap(ATOMS, self.link_index[:, cols], rep)
+            link_features = self.fixed_links.index_select(0, cols)
+        index = replicas.remap(ATOMS, self.link_index.index_select(1, cols), rep)
         batch = replicas.row_replica[ATOMS]
         if self.convention == "weave":
             return self.model(atoms, link_features, index, batch, replicas.size)

@@ -54,13 +54,16 @@ class RowIndex:
         (position in ``example_ids``) it belongs to, and the ``(R,)`` position of each replica's
         first gathered row.
         """
-        counts = self.counts[example_ids]
+        # index_select rather than advanced indexing: these gathers run once per chunk on
+        # row-sized index vectors, where it is several times faster on a CPU
+        counts = self.counts.index_select(0, example_ids)
         total = int(counts.sum())
         replica = torch.repeat_interleave(torch.arange(len(example_ids), device=counts.device), counts,
                                           output_size=total)
         first = torch.cumsum(counts, 0) - counts
-        within = torch.arange(total, device=counts.device) - first[replica]
-        rows = self.order[self.starts[example_ids][replica] + within]
+        within = torch.arange(total, device=counts.device) - first.index_select(0, replica)
+        starts = self.starts.index_select(0, example_ids).index_select(0, replica)
+        rows = self.order.index_select(0, starts + within)
         return rows, replica, first
 
 
@@ -102,7 +105,9 @@ class Replicas:
     def remap(self, name: str, pointers: torch.Tensor, replica: torch.Tensor) -> torch.Tensor:
         """Translate original row numbers of input ``name`` (e.g. the atoms an edge joins) into
         positions among this chunk's gathered rows, for the given replica of each pointer."""
-        return self.first[name][replica] + self.index[name].rank[pointers]
+        rank = self.index[name].rank
+        flat = rank.index_select(0, pointers.reshape(-1)).reshape(pointers.shape)
+        return self.first[name].index_select(0, replica) + flat
 
 
 def storage_key(t: torch.Tensor):

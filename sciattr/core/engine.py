@@ -28,7 +28,7 @@ from sciattr.core.batching import (
     parse_memory,
     plan_chunks,
 )
-from sciattr.core.paths import resolve_path
+from sciattr.core.paths import StraightLine, resolve_path
 from sciattr.core.quadrature import quadrature
 from sciattr.core.targets import resolve_target
 from sciattr.errors import ConvergenceWarning, InputError, ModelOutputError, describe
@@ -178,6 +178,9 @@ class _Problem:
             raise InputError(f"baselines given for unknown inputs {sorted(unknown)}; inputs are {list(self.named)}")
         self.baselines = {name: resolve_baseline(baselines.get(name), x, name) for name, x in self.named.items()}
         self.paths = resolve_path(path, list(self.named))
+        # inputs whose path is the straight line from an all-zero baseline (gamma(a) = a x)
+        self.zero_line = {name for name, b in self.baselines.items()
+                          if isinstance(self.paths[name], StraightLine) and not bool(b.any())}
         self.selector = resolve_target(target, self.n)
         self.segments = None
         if self.ragged:
@@ -278,10 +281,14 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
             rows, rep, first = problem.index[name].gather(ex)
             reps.rows[name], reps.row_replica[name], reps.first[name] = rows, rep, first
             reps.index[name] = problem.index[name]
-            a = alpha[rep].reshape((-1,) + (1,) * (x.dim() - 1))
+            a = alpha.index_select(0, rep).reshape((-1,) + (1,) * (x.dim() - 1))
             path = problem.paths[name]
-            xr, br = x.index_select(0, rows), base[name].index_select(0, rows)
-            point = path.point(xr, br, a)
+            xr = x.index_select(0, rows)
+            if name in problem.zero_line:  # the straight line from zeros: x' + a (x - x') = a x
+                point = xr * a.to(xr.dtype)
+            else:
+                br = base[name].index_select(0, rows)
+                point = path.point(xr, br, a)
             if not getattr(path, "constant_velocity", False):
                 vel[name] = path.velocity(xr, br, a).detach()
             leaves[name] = point.detach().requires_grad_(with_grad)
@@ -322,7 +329,7 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
                     )
                 x = named[name]
                 if seeded is None:
-                    contrib = g * w[rep_of[name]].reshape((-1,) + (1,) * (x.dim() - 1)).to(g.dtype)
+                    contrib = g * w.index_select(0, rep_of[name]).reshape((-1,) + (1,) * (x.dim() - 1)).to(g.dtype)
                 else:
                     contrib = g
                 if name in vel:
