@@ -96,9 +96,10 @@ def _cmd_text(args) -> int:
         from sciattr.text import report
 
         if args.file:
-            paths = report.run_text_batch_cli(Path(args.file), model, args.target, Path(args.out_dir))
+            paths = report.run_text_batch_cli(Path(args.file), model, args.target, Path(args.out_dir),
+                                              truncate=args.truncate)
         else:
-            paths = report.run_text_cli(args.text, model, args.target, Path(args.out))
+            paths = report.run_text_cli(args.text, model, args.target, Path(args.out), truncate=args.truncate)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -143,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     txt.add_argument("--target", type=_target, default=None,
                      help="class index/name, next word, or output (g2p: phonemes, e.g. 'K AE1 T')")
     txt.add_argument("--truncate", action="store_true",
-                     help="Hugging Face models: keep the first tokens of a text longer than the model's maximum "
-                          "(noted in the report) instead of an error")
+                     help="keep the first tokens of a text longer than the model's maximum (noted in the report) "
+                          "instead of an error")
     txt.add_argument("--out", default="reports/text.html")
     txt.add_argument("--out-dir", default="reports/text")
     txt.set_defaults(func=_cmd_text)

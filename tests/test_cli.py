@@ -63,3 +63,14 @@ def test_text_g2p_batch_and_exit_codes(tmp_path, capsys):
     assert "no row could be attributed: row 0: " in capsys.readouterr().err
     assert main(["text", "--model", "g2p"]) == 2
     assert "expected a text or --file" in capsys.readouterr().err
+
+
+def test_text_truncate_option_for_the_shipped_models(tmp_path, capsys):
+    long_text = " ".join(["the market"] * 51)  # 102 words, above the language model's 100
+    out = tmp_path / "lm.html"
+    assert main(["text", long_text, "--model", "lstm-lm", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "expected at most 100 tokens" in err and "--truncate" in err
+    with pytest.warns(UserWarning, match="truncated from 10[23] to the first 100 tokens"):
+        assert main(["text", long_text, "--model", "lstm-lm", "--truncate", "--out", str(out)]) == 0
+    assert "truncated from" in out.read_text()

@@ -209,7 +209,7 @@ def encode_texts(texts: Sequence, vocab: Vocabulary, *, max_length: int, truncat
             if not truncate:
                 batch.errors.append({"row": row, "input": text[:80], "message": (
                     f"expected at most {max_length} tokens (the model's maximum); got {len(tokens)}; "
-                    f"pass truncate=True to keep the first {max_length}")})
+                    f"pass truncate=True (command line: --truncate) to keep the first {max_length}")})
                 continue
             message = f"truncated from {len(tokens)} to the first {max_length} tokens"
             warnings.warn(f"row {row}: {message}", stacklevel=2)
