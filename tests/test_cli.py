@@ -74,3 +74,26 @@ def test_text_truncate_option_for_the_shipped_models(tmp_path, capsys):
     with pytest.warns(UserWarning, match="truncated from 10[23] to the first 100 tokens"):
         assert main(["text", long_text, "--model", "lstm-lm", "--truncate", "--out", str(out)]) == 0
     assert "truncated from" in out.read_text()
+
+
+def test_molecule_prints_the_atom_table_and_accounting(tmp_path, capsys):
+    from sciattr.chem import explain_molecules
+    from sciattr.chem.accounting import account
+    from sciattr.chem.report import CLI_OPTIONS
+    from sciattr.zoo import load_featurizer, load_model
+
+    assert main(["molecule", "c1ccccc1O", "--model", "gcn-benzene", "--out", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    model = load_model("gcn-benzene")
+    res = explain_molecules(model, ["c1ccccc1O"], featurizer=load_featurizer(model), **CLI_OPTIONS)
+    assert out.splitlines()[0] == "gcn-benzene: c1ccccc1O"
+    assert f"F(x) = {float(res.forward_x[0]):.6g}" in out
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    # every atom once, numbered as in the input (the oxygen is atom 6), largest magnitude first
+    assert sorted(int(r[0]) for r in rows) == list(range(7)) and {int(r[0]): r[1] for r in rows}[6] == "O"
+    values = [float(r[2]) for r in rows]
+    assert values == sorted(values, key=abs, reverse=True)
+    expected = {a["index"]: a["attribution"] for a in res.to_atoms(0)}
+    assert all(abs(float(r[2]) - expected[int(r[0])]) <= 1e-3 * abs(expected[int(r[0])]) for r in rows)
+    shares = account(res, 0).shares()
+    assert f"{100 * shares['bonded pairs']:8.2f}%" in out

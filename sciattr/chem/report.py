@@ -23,7 +23,8 @@ from sciattr.chem.draw import draw_attribution, draw_attribution_grid, save_pict
 from sciattr.chem.substructures import atom_scores
 from sciattr.errors import InputError, describe
 
-__all__ = ["BATCH_COLUMNS", "molecule_report", "read_molecule_file", "run_batch_cli", "run_molecule_cli"]
+__all__ = ["BATCH_COLUMNS", "molecule_report", "read_molecule_file", "run_batch_cli", "run_molecule_cli",
+           "terminal_table"]
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1100px}
@@ -187,7 +188,31 @@ def run_molecule_cli(smiles: str, model: str | os.PathLike, target, out: str | o
     task = target if result.multi_target else None
     report = molecule_report(result, out, task=task, model_name=name)
     draw_attribution(result, 0, out.with_suffix(".png"), task=task, title=name)
+    print(terminal_table(result, 0, task=task, title=f"{name}: {smiles}"))
     return [report, out.with_suffix(".png")]
+
+
+def terminal_table(result, index: int = 0, *, task: int | None = None, title: str | None = None) -> str:
+    """Plain text for a terminal: the prediction and completeness of molecule ``index``, its atoms
+    (numbered as in the input molecule) with their attributions, largest magnitude first with a
+    bar for scale, and the accounting."""
+    from sciattr.chem.accounting import account
+
+    t = 0 if task is None else task
+    pick = (lambda v: v[index, t]) if result.multi_target else (lambda v: v[index])
+    fx, fb = float(pick(result.forward_x)), float(pick(result.forward_baseline))
+    gap, rel = float(pick(result.completeness_gap)), float(pick(result.relative_gap))
+    atoms = result.to_atoms(index, task)
+    scale = max((abs(a["attribution"]) for a in atoms), default=0.0) or 1.0
+    lines = [title or result.smiles[index],
+             (f"F(x) = {fx:.6g}   F(baseline) = {fb:.6g}   sum of attributions = {fx - fb + gap:.6g}   "
+             f"completeness gap = {gap:.2e} ({rel:.2%})"),
+             f"{'atom':>5} {'element':<7} {'attribution':>12}"]
+    for a in sorted(atoms, key=lambda a: -abs(a["attribution"])):
+        bar = ("+" if a["attribution"] >= 0 else "-") * round(20 * abs(a["attribution"]) / scale)
+        lines.append(f"{a['index']:>5} {a['symbol']:<7} {a['attribution']:>12.4g}  {bar}")
+    lines.append(account(result, index, task=task).summary())
+    return "\n".join(lines)
 
 
 def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
