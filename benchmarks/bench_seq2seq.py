@@ -16,6 +16,10 @@ Tools (same baseline, Gauss--Legendre rule and steps for all):
 * ``captum``      -- Captum once per output token (``IntegratedGradients`` on the embeddings for
   g2p, ``LayerIntegratedGradients`` on the embedding layer for BART).
 
+After the tools, a ``bound`` line per workload times one forward F and one output token's
+backward B over the path rows of one input: one call per token costs ``T (F + B)``, any strategy
+that shares the forward at least ``F + T B``, so their ratio bounds its gain.
+
 Each measurement runs in a fresh subprocess; peak memory is the max RSS of that process (CPU)
 or the peak allocated CUDA memory. The ratio is Captum's time over each sciattr strategy's.
 
@@ -29,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -79,7 +84,31 @@ def build_bart(device: str):
     return TeacherForcedScores(model), emb, baseline, target, {"attention_mask": mask}, embedding, ids
 
 
+def passes(workload: str, steps: int, repeats: int, device: str) -> dict:
+    """Seconds of one forward (with autograd) and of one output token's backward over the ``steps``
+    path rows of one input: the two costs that bound any strategy sharing the forward."""
+    scorer, emb, _, target, kwargs, _, _ = (build_g2p if workload == "g2p" else build_bart)(device)
+    x = emb.expand(steps, *emb.shape[1:]).clone().requires_grad_(True)
+    rows = {k: v.expand(steps, *v.shape[1:]) for k, v in kwargs.items()}
+    call = {"embeddings": x, "target_ids": target.expand(steps, -1), **rows}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    forward, backward = [], []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        out = scorer(**call)
+        sync()
+        forward.append(time.perf_counter() - t0)
+        for t in range(OUTPUT_TOKENS):
+            t0 = time.perf_counter()
+            torch.autograd.grad(out[:, t].sum(), x, retain_graph=t < OUTPUT_TOKENS - 1)
+            sync()
+            backward.append(time.perf_counter() - t0)
+    return {"forward": statistics.median(forward[1:]), "backward": statistics.median(backward[OUTPUT_TOKENS:])}
+
+
 def run_tool(tool: str, workload: str, steps: int, repeats: int, device: str) -> dict:
+    if tool == "passes":
+        return {"tool": tool, "workload": workload, **passes(workload, steps, repeats, device)}
     scorer, emb, baseline, target, kwargs, embedding, ids = (build_g2p if workload == "g2p" else build_bart)(device)
 
     def sciattr_once(strategy):
@@ -161,6 +190,16 @@ def main(argv=None) -> None:
             diff = (torch.tensor(r["matrix"]) - reference).abs().max().item()
             print(f"{workload:<9} {tool:<10} {r['time']:>8.3f} {res['captum']['time'] / r['time']:>11.2f}x "
                   f"{r['peak_mib']:>9.0f} {diff:>21.2e}", flush=True)
+        cmd = [sys.executable, __file__, "--worker", "passes", workload, "--steps", str(args.steps),
+               "--repeats", str(max(args.repeats, 5)), "--device", args.device]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=dict(os.environ))
+        p = json.loads(out.stdout.strip().splitlines()[-1])
+        f, b, t = p["forward"], p["backward"], OUTPUT_TOKENS
+        print(f"{workload:<9} bound: forward {1e3 * f:.1f} ms, one token's backward {1e3 * b:.1f} ms over "
+              f"{args.steps} rows; one call per token costs {t} x (F + B), a shared forward F + {t} x B, so "
+              f"sharing the forward gains at most {t * (f + b) / (f + t * b):.2f}x", flush=True)
 
 
 if __name__ == "__main__":
