@@ -4,9 +4,10 @@ One function does the work (:func:`attribute`); the named methods are thin wrapp
 (example x path-node) grid is flattened and cut into chunks bounded by ``batch_size`` replicas
 or a ``memory_budget``; each chunk is one forward and one backward pass (one backward per
 target when several targets are attributed together). ``F(x)`` and ``F(x')``, needed for the
-completeness check but not for the integral, are evaluated afterwards in forward passes without
-autograd (with ``store_path=True`` they join the path nodes, since their gradients are recorded
-too). Nothing here depends on the device: tensors stay where the inputs are.
+completeness check but not for the integral, join the path nodes when everything fits in one
+pass (or when ``store_path=True`` records their gradients); otherwise they are evaluated last,
+in forward passes without autograd. Nothing here depends on the device: tensors stay where the
+inputs are.
 """
 
 from __future__ import annotations
