@@ -196,22 +196,19 @@ def terminal_table(result, index: int = 0, *, task: int | None = None, title: st
     """Plain text for a terminal: the prediction and completeness of molecule ``index``, its atoms
     (numbered as in the input molecule) with their attributions, largest magnitude first with a
     bar for scale, and the accounting."""
-    from sciattr.chem.accounting import account
-
-    t = 0 if task is None else task
-    pick = (lambda v: v[index, t]) if result.multi_target else (lambda v: v[index])
-    fx, fb = float(pick(result.forward_x)), float(pick(result.forward_baseline))
-    gap, rel = float(pick(result.completeness_gap)), float(pick(result.relative_gap))
+    parts = account(result, index, task=task)
+    fx, fb = _scalar(result.forward_x[index], task), _scalar(result.forward_baseline[index], task)
+    rel = abs(parts.gap) / abs(parts.delta) if parts.delta else float("nan")
     atoms = result.to_atoms(index, task)
     scale = max((abs(a["attribution"]) for a in atoms), default=0.0) or 1.0
     lines = [title or result.smiles[index],
-             (f"F(x) = {fx:.6g}   F(baseline) = {fb:.6g}   sum of attributions = {fx - fb + gap:.6g}   "
-             f"completeness gap = {gap:.2e} ({rel:.2%})"),
+             (f"F(x) = {fx:.6g}   F(baseline) = {fb:.6g}   sum of attributions = {parts.delta + parts.gap:.6g}   "
+             f"completeness gap = {parts.gap:.2e} ({rel:.2%})"),
              f"{'atom':>5} {'element':<7} {'attribution':>12}"]
     for a in sorted(atoms, key=lambda a: -abs(a["attribution"])):
         bar = ("+" if a["attribution"] >= 0 else "-") * round(20 * abs(a["attribution"]) / scale)
         lines.append(f"{a['index']:>5} {a['symbol']:<7} {a['attribution']:>12.4g}  {bar}")
-    lines.append(account(result, index, task=task).summary())
+    lines.append(parts.summary())
     return "\n".join(lines)
 
 

@@ -181,7 +181,8 @@ class _Problem:
         self.paths = resolve_path(path, list(self.named))
         # inputs whose path is the straight line from an all-zero baseline (gamma(a) = a x)
         self.zero_line = {name for name, b in self.baselines.items()
-                          if isinstance(self.paths[name], StraightLine) and not bool(b.any())}
+                          if isinstance(self.paths[name], StraightLine) and self.paths[name].constant_velocity
+                          and not bool(b.any())}
         self.selector = resolve_target(target, self.n)
         self.segments = None
         if self.ragged:
@@ -285,11 +286,9 @@ def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
             a = alpha.index_select(0, rep).reshape((-1,) + (1,) * (x.dim() - 1))
             path = problem.paths[name]
             xr = x.index_select(0, rows)
-            if name in problem.zero_line:  # the straight line from zeros: x' + a (x - x') = a x
-                point = xr * a.to(xr.dtype)
-            else:
-                br = base[name].index_select(0, rows)
-                point = path.point(xr, br, a)
+            # the straight line from zeros needs no baseline rows: x' + a (x - x') = a x
+            br = None if name in problem.zero_line else base[name].index_select(0, rows)
+            point = xr * a.to(xr.dtype) if br is None else path.point(xr, br, a)
             if not getattr(path, "constant_velocity", False):
                 vel[name] = path.velocity(xr, br, a).detach()
             leaves[name] = point.detach().requires_grad_(with_grad)

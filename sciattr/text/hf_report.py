@@ -46,7 +46,7 @@ def run_hf_cli(text: str, model_path, target=None, out_path="reports/text.html",
     the written paths.
     """
     cli = _CliModel(model_path, steps, truncation)
-    res = cli.attribute(text, target)
+    res = cli.attribute(text, cli.normalize_target(target))
     paths = cli.write_report(res, out_path, f"{Path(model_path).name}: {text}")
     print(res.summary())
     return paths
@@ -100,7 +100,6 @@ class _CliModel:
         self.options.update({"split": self.split} if self.smiles else {})
 
     def attribute(self, texts, target):
-        target = self.normalize_target(target)
         return hf_integrated_gradients(self.model, self.tokenizer, texts, target=target, **self.options)
 
     def write_report(self, res, out_path, title: str) -> list[Path]:
