@@ -3,8 +3,8 @@
 - :func:`load_nci` -- 4,999 NCI molecules shipped with RDKit (TPSA as values).
 - :func:`load_chembl2321810` -- a measured SAR series (1,017 compounds, pIC50) with its scaffold,
   :func:`decompose_rgroups` and a :func:`free_wilson` analysis.
-- :data:`TASKS`, :func:`build_task`, :func:`score_attributions` -- SMARTS-rule tasks whose
-  matching atoms are the true attribution, and the attribution-AUROC scorer.
+- :data:`TASKS`, :func:`build_task`, :func:`score_attributions` -- SMARTS-rule tasks
+  (conjunctions, disjunctions, exclusions) whose matching atoms are the true attribution, and the attribution-AUROC scorer.
 
 Everything needs RDKit (``pip install 'sciattr[chem]'``); no file is downloaded or copied.
 """
@@ -23,6 +23,7 @@ from sciattr.datasets.ranks import auroc, average_ranks, spearman
 from sciattr.datasets.tasks import (
     TASKS,
     AttributionScore,
+    LogicTask,
     SmartsTask,
     TaskData,
     attribution_auroc,
@@ -36,6 +37,7 @@ __all__ = [
     "TASKS",
     "AttributionScore",
     "FreeWilsonFit",
+    "LogicTask",
     "MoleculeSet",
     "RGroupTable",
     "SkippedRow",

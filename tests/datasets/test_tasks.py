@@ -6,6 +6,7 @@ from rdkit import Chem
 
 from sciattr.datasets import (
     TASKS,
+    LogicTask,
     SmartsTask,
     attribution_auroc,
     auroc,
@@ -22,10 +23,11 @@ from sciattr.errors import InputError
 
 def test_positive_counts_on_the_nci_molecules():
     nci = load_nci()
-    counts = {name: int(build_task(name, nci).labels.sum()) for name in TASKS}
+    conjunctions = ("benzene", "halide_carbonyl", "amine_ether_benzene")
+    counts = {name: int(build_task(name, nci).labels.sum()) for name in conjunctions}
     assert counts == {"benzene": 2936, "halide_carbonyl": 373, "amine_ether_benzene": 123}
     matrix = task_label_matrix(list(TASKS), nci.subset(range(50)))
-    assert matrix.shape == (50, 3)
+    assert matrix.shape == (50, len(TASKS))
     np.testing.assert_array_equal(matrix[:, 0], build_task("benzene", nci.subset(range(50))).labels)
 
 
@@ -108,3 +110,67 @@ def test_bad_task_names_and_patterns():
         get_task("nope")
     with pytest.raises(InputError, match="SMARTS"):
         SmartsTask("bad", "bad", (("x", "[C"),)).is_positive(Chem.MolFromSmiles("C"))
+
+
+def _atom_sets(task, smiles):
+    return sorted(tuple(int(a) for a in np.flatnonzero(m)) for m in task.true_masks(Chem.MolFromSmiles(smiles)))
+
+
+def test_logic_task_counts_and_formulas():
+    assert {name: task.formula for name, task in TASKS.items() if isinstance(task, LogicTask)} == {
+        "nitro_or_nitrile": "nitro OR nitrile",
+        "halide_not_carbonyl": "halide AND NOT carbonyl",
+        "halide_carbonyl_or_nitro": "(halide AND carbonyl) OR nitro",
+    }
+    nci = load_nci()
+    counts = {name: int(build_task(name, nci).labels.sum()) for name in
+              ("nitro_or_nitrile", "halide_not_carbonyl", "halide_carbonyl_or_nitro")}
+    assert counts == {"nitro_or_nitrile": 683, "halide_not_carbonyl": 572, "halide_carbonyl_or_nitro": 776}
+
+
+def test_disjunction_masks_are_the_alternatives_present():
+    task = TASKS["nitro_or_nitrile"]
+    # O0 =N1(+) O2(-) c3 ... c8; C9 # N10: both alternatives present, each its own mask
+    assert _atom_sets(task, "O=[N+]([O-])c1ccc(cc1)C#N") == [(0, 1, 2), (9, 10)]
+    assert _atom_sets(task, "O=N(=O)c1ccccc1") == [(0, 1, 2)]  # the pentavalent spelling
+    assert _atom_sets(task, "CCC#N") == [(2, 3)]
+    assert _atom_sets(task, "CC(=O)N") == [] and not task.is_positive(Chem.MolFromSmiles("CC(=O)N"))
+    # two nitro groups, two alternatives: O0 N1 O2 c3 c4 c5 c6 c7 c8 N9 O10 O11 C12
+    assert _atom_sets(task, "O=[N+]([O-])c1cc(cc(c1)[N+](=O)[O-])C") == [(0, 1, 2), (9, 10, 11)]
+
+
+def test_exclusion_masks_hold_only_the_required_atoms():
+    task = TASKS["halide_not_carbonyl"]
+    assert _atom_sets(task, "ClCCBr") == [(0,), (3,)]
+    assert task.is_positive(Chem.MolFromSmiles("Clc1ccccc1O"))
+    for carbonyl in ("ClCC(=O)C", "ClCC(=O)O", "O=C1CCC(Cl)CC1"):
+        assert not task.is_positive(Chem.MolFromSmiles(carbonyl)) and _atom_sets(task, carbonyl) == []
+    assert not task.is_positive(Chem.MolFromSmiles("CCO"))
+
+
+def test_conjunction_or_single_rule_masks():
+    task = TASKS["halide_carbonyl_or_nitro"]
+    # O0 =N1(+) O2(-) c3 c4 c5 c6 (Cl7) c8 c9 C10 =O11: nitro, and halide + carbonyl, both present
+    assert _atom_sets(task, "O=[N+]([O-])c1ccc(Cl)cc1C=O") == [(0, 1, 2), (7, 10, 11)]
+    assert _atom_sets(task, "ClCC(=O)C") == [(0, 2, 3)]
+    assert _atom_sets(task, "ClCCO") == []  # halide without carbonyl, no nitro
+    assert _atom_sets(task, "CC(=O)C") == []
+
+
+def test_logic_tasks_reject_unknown_rule_names():
+    with pytest.raises(InputError, match="rule names"):
+        LogicTask("bad", "bad", (("a", "C"),), (("a", "b"),))
+    with pytest.raises(InputError, match="rule names"):
+        LogicTask("bad", "bad", (("a", "C"),), (("a",),), excluded=("c",))
+    with pytest.raises(InputError, match="rule names"):
+        LogicTask("bad", "bad", (("a", "C"),), ())
+
+
+def test_logic_scoring_takes_the_best_alternative_present():
+    task = TASKS["nitro_or_nitrile"]
+    mol = Chem.MolFromSmiles("O=[N+]([O-])c1ccc(cc1)C#N")
+    scores = np.zeros(mol.GetNumAtoms())
+    scores[[9, 10]] = 1.0  # the model found the nitrile, not the nitro group
+    assert attribution_auroc(scores, task.true_masks(mol)) == 1.0
+    result = score_attributions([scores, np.zeros(3)], [task.true_masks(mol), []])
+    assert result.mean == 1.0 and result.n_scored == 1
