@@ -28,6 +28,7 @@ from sciattr.errors import (
     TargetError,
 )
 from sciattr.result import Attribution, PathRecord
+from sciattr.storage import load
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "gradient",
     "gradient_x_input",
     "integrated_gradients",
+    "load",
     "quadrature",
     "register_baseline",
 ]

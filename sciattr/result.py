@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,27 +161,26 @@ class Attribution:
         )
 
     def _state(self) -> dict:
-        state = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, PathRecord):
-                value = dataclasses.asdict(value)
-            state[f.name] = value
-        state["meta"] = json.dumps(self.meta, default=str)
-        return state
+        """Field name -> value of every field, as :mod:`sciattr.storage` saves them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
 
     def save(self, path) -> Path:
-        """Save to a file readable by :meth:`load` (tensors moved to CPU)."""
-        path = Path(path)
-        torch.save({"class": type(self).__name__, "state": self.to("cpu")._state()}, path)
-        return path
+        """Save to one safetensors file (tensors) with JSON metadata (everything else); no pickle.
+
+        Read it back with :func:`sciattr.load` (or ``type(result).load``); see
+        :mod:`sciattr.storage` for the layout. Returns the path.
+        """
+        from sciattr import storage
+
+        return storage.save(self, path)
 
     @classmethod
     def load(cls, path) -> Attribution:
-        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
-        state = dict(blob["state"])
-        state["meta"] = json.loads(state["meta"])
-        if state.get("path") is not None:
-            state["path"] = PathRecord(**state["path"])
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in state.items() if k in names})
+        """Read a result saved by :meth:`save`, as the class it was saved as.
+
+        Raises :class:`sciattr.storage.ResultFileError` (an :class:`~sciattr.errors.InputError`)
+        when the file is not a sciattr result, or holds a class that is not ``cls`` or a subclass.
+        """
+        from sciattr import storage
+
+        return storage.load(path, cls=cls)

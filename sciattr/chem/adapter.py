@@ -47,7 +47,6 @@ from typing import Any
 import torch
 
 from sciattr.chem.featurize import (
-    Chem,
     MoleculeGraph,
     PyGFeaturizer,
     SimpleWeaveFeaturizer,
@@ -205,17 +204,6 @@ class MoleculeAttribution(Attribution):
     def to(self, device) -> MoleculeAttribution:
         moved = super().to(device)
         return dataclasses.replace(moved, link_index=self.link_index.to(device), link_bond=self.link_bond.to(device))
-
-    def _state(self) -> dict:
-        state = super()._state()
-        state["molecules"] = [Chem.MolToMolBlock(m) for m in self.molecules]
-        return state
-
-    @classmethod
-    def load(cls, path) -> MoleculeAttribution:
-        res = super().load(path)
-        res.molecules = [Chem.MolFromMolBlock(block, removeHs=False) for block in res.molecules]
-        return res
 
 
 # ---------------------------------------------------------------------------------------- forwards
