@@ -1,0 +1,441 @@
+"""The one place where the runner meets the domain APIs (chemistry and text).
+
+A *domain* loads its model once (:meth:`Domain.load`), describes it for the run manifest
+(:meth:`Domain.identity`) and turns a batch of :class:`~sciattr.run.readers.Record` into output
+rows: one per record, in order, ``status="error"`` with the reason where a record could not be
+attributed, and detail rows (atoms or tokens) for the good ones.
+
+Only public results of :func:`sciattr.chem.explain_molecules` and of the text adapters are read
+here; if their signatures change, this module is what adapts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sciattr.errors import InputError, SciAttrError, describe
+from sciattr.run.readers import Record
+from sciattr.settings import Settings
+
+__all__ = ["Domain", "MoleculeDomain", "TextDomain", "make_domain"]
+
+_SOURCE_PROP = "_sciattr_source_atom"  # set by sciattr.chem.featurize.prepare_molecule on every input atom
+
+
+def _scalar(value, task) -> float:
+    array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value).reshape(-1)
+    if array.size == 0:
+        return float("nan")
+    return float(array[0] if array.size == 1 else array[0 if task is None else task])
+
+
+def _weights_digest(model) -> str:
+    """SHA-256 of a module's parameters and buffers (names, shapes, values)."""
+    digest = hashlib.sha256()
+    if isinstance(model, torch.nn.Module):
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                          if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _accepts(function: Callable, name: str) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    return name in parameters
+
+
+def _legacy_options(settings: Settings, baselines_word: str = "baseline") -> dict:
+    """Keywords of an adapter that does not take ``settings=`` yet, from a :class:`Settings`."""
+    options: dict[str, Any] = {"rule": settings.rule, "max_steps": settings.max_steps}
+    if settings.steps is None:
+        options.update(steps=min(16, settings.max_steps), tolerance=settings.check_tolerance)
+    else:
+        options["steps"] = settings.steps
+        if settings.tolerance is not None:
+            options["tolerance"] = settings.tolerance
+    if settings.baselines is not None:
+        options[baselines_word] = settings.baselines
+    if settings.batch_size is not None:
+        options["batch_size"] = settings.batch_size
+    if settings.memory_budget is not None:
+        options["memory_budget"] = settings.memory_budget
+    return options
+
+
+def _per_example(res, name: str, i: int, default=None):
+    values = getattr(res, name, None)
+    if values is None:
+        return default
+    try:
+        value = values[i]
+    except (IndexError, TypeError):
+        return default
+    return value.item() if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1 else value
+
+
+class Domain:
+    """Base of the two domains. Subclasses set :attr:`kind` and :attr:`detail`."""
+
+    kind = ""
+    detail = ""
+
+    def __init__(self, model, *, target=None, settings: Settings | None = None, model_name: str | None = None):
+        self.model_spec = model
+        self.target = target
+        self.settings = settings or Settings()
+        self._name = model_name
+        self._loaded = False
+
+    # -------------------------------------------------------------- loading
+    def load(self) -> None:
+        """Load the model (once)."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+
+    def _load(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def identity(self) -> dict:
+        """Model name and a digest of its weights (what the manifest records)."""
+        self.load()
+        return {"name": self.name, "weights_sha256": self._digest}
+
+    @property
+    def name(self) -> str:
+        return self._name or "model"
+
+    # -------------------------------------------------------------- attribution
+    def attribute(self, records: Sequence[Record]) -> tuple[list[dict], list[dict], Any]:
+        """Rows (one per record, in order), detail rows, and what pictures need (or ``None``)."""
+        self.load()
+        rows = [self._error_row(r, r.error) if r.error else None for r in records]
+        todo = [k for k, r in enumerate(records) if not r.error]
+        details: list[dict] = []
+        extra = None
+        if todo:
+            try:
+                done, details, extra = self._attribute([records[k] for k in todo])
+            except SciAttrError:
+                # the batch failed as a whole (e.g. no row usable): each row alone gives its own reason
+                done, details, extra = [], [], None
+                for k in todo:
+                    try:
+                        one, one_details, _ = self._attribute([records[k]])
+                        done.append(one[0])
+                        details += one_details
+                    except SciAttrError as exc:
+                        done.append(self._error_row(records[k], str(exc)))
+                    except Exception as exc:  # a model failure on this row only: reported on the row
+                        done.append(self._error_row(records[k], f"{type(exc).__name__}: {exc}"))
+            for k, row in zip(todo, done):
+                rows[k] = row
+        return rows, details, extra
+
+    def _attribute(self, records: Sequence[Record]) -> tuple[list[dict], list[dict], Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _error_row(record: Record, message: str) -> dict:
+        return {"id": record.id, "row": record.row, "input": record.input if record.kind != "molblock" else "",
+                "status": "error", "error": " ".join(str(message).split())}
+
+
+# ======================================================================================== molecules
+class _RDKitLog(logging.Handler):
+    """Collects what RDKit logs while a record is parsed."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        text = " ".join(record.getMessage().split())
+        if text:
+            self.messages.append(text)
+
+
+def _parse_molblock(block: str):
+    """``(mol, rdkit_messages)`` of an SDF record (``mol`` is None when RDKit refuses it)."""
+    from rdkit import Chem, rdBase
+
+    handler = _RDKitLog()
+    logger = logging.getLogger("rdkit")
+    rdBase.LogToPythonLogger()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        mol = Chem.MolFromMolBlock(block, removeHs=False)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        rdBase.LogToCppStreams()
+    return mol, [m.split("]", 1)[-1].strip() if m.startswith("[") else m for m in handler.messages]
+
+
+class MoleculeDomain(Domain):
+    """Molecules through :func:`sciattr.chem.explain_molecules`.
+
+    ``model``: a shipped model name, a card path, or a loaded module (``featurizer=`` then, unless
+    it carries a ``card``).
+    """
+
+    kind = "molecule"
+    detail = "atoms"
+
+    def __init__(self, model, *, featurizer=None, **options):
+        super().__init__(model, **options)
+        self.featurizer = featurizer
+
+    def _load(self) -> None:
+        from sciattr.zoo import load_featurizer, load_model
+
+        model = self.model_spec
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model)
+            self._name = self._name or model.card.get("name", os.fspath(self.model_spec))
+        if self.featurizer is None and getattr(model, "card", None) is not None:
+            self.featurizer = load_featurizer(model)
+        self.model = model
+        self._digest = _weights_digest(model)
+        card = getattr(model, "card", None) or {}
+        kind = str(card.get("task", {}).get("kind", "")) if isinstance(card.get("task"), dict) else ""
+        self.probability = "classification" in kind and "logit" in kind
+        if self._name is None:
+            self._name = card.get("name") or type(model).__name__
+
+    def _items(self, records):
+        items, parse_notes, failed = [], [], {}
+        for k, r in enumerate(records):
+            if r.kind == "molblock":
+                mol, messages = _parse_molblock(r.input)
+                if mol is None:
+                    reason = "; ".join(messages) or "no reason given"
+                    failed[k] = f"RDKit cannot read this SDF record ({reason})"
+                    items.append("")
+                else:
+                    items.append(mol)
+                parse_notes.append(messages if mol is not None else [])
+            else:
+                items.append(r.input)
+                parse_notes.append([])
+        return items, parse_notes, failed
+
+    def _attribute(self, records):
+        from sciattr.chem import explain_molecules
+
+        items, parse_notes, failed = self._items(records)
+        keep = [k for k in range(len(records)) if k not in failed]
+        rows: list[dict | None] = [None] * len(records)
+        for k, message in failed.items():
+            rows[k] = self._error_row(records[k], message)
+        details: list[dict] = []
+        if not keep:
+            return rows, details, None
+        options = {"featurizer": self.featurizer, "target": self.target}
+        if _accepts(explain_molecules, "settings"):
+            options["settings"] = self.settings
+        else:
+            options.update(_legacy_options(self.settings, "baseline"))
+        res = explain_molecules(self.model, [items[k] for k in keep], **options)
+        task = self.target if res.multi_target else None
+        for error in res.errors:
+            k = keep[error["row"]]
+            rows[k] = self._error_row(records[k], error["message"])
+        pictures = []
+        gaps = res.completeness_gap.detach()
+        relative = res.relative_gap.detach()
+        for i, position in enumerate(res.rows):
+            k = keep[position]
+            record = records[k]
+            mol = res.molecules[i]
+            own = res.atom_values(i, task).detach().double().cpu().numpy()
+            score = _atom_scores(res, i, task)
+            source = _source_atoms(res, i, mol)
+            for a in range(mol.GetNumAtoms()):
+                details.append({"row": record.row, "id": record.id, "atom": int(source[a]),
+                                "element": mol.GetAtomWithIdx(a).GetSymbol(), "attribution": float(own[a]),
+                                "score": float(score[a])})
+            for bond in res.to_bonds(i, task):
+                details.append({"_table": "bonds", "row": record.row, "id": record.id,
+                                "begin": int(source[bond["begin"]]), "end": int(source[bond["end"]]),
+                                "bond_type": bond["bond_type"], "attribution": float(bond["attribution"])})
+            notes = list(parse_notes[k]) + list(res.notes[i] if i < len(res.notes) else ())
+            prediction = _scalar(res.forward_x[i], task)
+            steps = _per_example(res, "steps", i)
+            evaluations = _per_example(res, "evaluations", i, steps)
+            rel = _scalar(relative[i], task)
+            converged = _per_example(res, "converged", i)
+            if converged is None:
+                converged = bool(rel <= self.settings.check_tolerance)
+            rows[k] = {
+                "id": record.id, "row": record.row,
+                "input": record.input if record.kind != "molblock" else res.smiles[i],
+                "status": "ok", "error": "", "smiles": res.smiles[i], "prediction": prediction,
+                "probability": 1.0 / (1.0 + math.exp(-prediction)) if self.probability and math.isfinite(prediction)
+                else None,
+                "baseline_score": _scalar(res.forward_baseline[i], task), "gap": _scalar(gaps[i], task),
+                "relative_gap": rel, "evaluations": None if evaluations is None else int(evaluations),
+                "converged": bool(converged), "notes": "; ".join(str(n) for n in notes),
+            }
+            pictures.append((record.row, i))
+        return rows, details, (res, task, pictures)
+
+    def picture(self, extra, i: int) -> str:
+        """SVG text of example ``i`` of a batch result (``extra`` from :meth:`attribute`)."""
+        from sciattr.chem.draw import draw_attribution
+
+        res, task, _ = extra
+        picture = draw_attribution(res, i, task=task, title=self.name, image_format="svg")
+        return picture if isinstance(picture, str) else picture.decode() if isinstance(picture, bytes) else str(picture)
+
+
+def _atom_scores(res, i: int, task) -> np.ndarray:
+    from sciattr.chem.substructures import atom_scores
+
+    return np.asarray(atom_scores(res, i, task), dtype=float)
+
+
+def _source_atoms(res, i: int, mol) -> list[int]:
+    """Input atom index of each atom of processed molecule ``i``."""
+    maps = getattr(res, "source_atoms", None)
+    if maps is not None and i < len(maps) and maps[i] is not None:
+        values = maps[i]
+        return [int(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+    return [a.GetIntProp(_SOURCE_PROP) if a.HasProp(_SOURCE_PROP) else a.GetIdx() for a in mol.GetAtoms()]
+
+
+# ======================================================================================== texts
+SHIPPED_TEXT_MODELS = ("topic-classifier", "lstm-lm")
+
+
+class TextDomain(Domain):
+    """Texts through the text adapters: the shipped ``topic-classifier`` and ``lstm-lm``, the
+    ``g2p`` encoder--decoder, or a local Hugging Face model folder."""
+
+    kind = "text"
+    detail = "tokens"
+
+    def __init__(self, model="topic-classifier", *, truncate: bool = False, **options):
+        super().__init__(model, **options)
+        self.truncate = truncate
+
+    def _load(self) -> None:
+        spec = self.model_spec
+        if isinstance(spec, str) and spec in SHIPPED_TEXT_MODELS:
+            from sciattr.zoo.text_models import load_text_model
+
+            self.flavour, self.model = "shipped", load_text_model(spec)
+            self._digest = _weights_digest(self.model.model)
+            self._name = self._name or spec
+        elif isinstance(spec, str) and spec == "g2p":
+            from sciattr.text.seq2seq import load_g2p
+
+            self.flavour, self.model = "g2p", load_g2p()
+            self._digest = _weights_digest(self.model)
+            self._name = self._name or "g2p"
+        elif isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir():
+            from sciattr.text.hf_report import _CliModel
+
+            self.flavour = "hf"
+            self.model = _CliModel(spec, 16, self.truncate)
+            self._digest = _weights_digest(self.model.model)
+            self._name = self._name or Path(spec).name
+        else:
+            raise InputError(f"expected a text model among {list(SHIPPED_TEXT_MODELS) + ['g2p']} or a local "
+                             f"Hugging Face model folder; got {describe(spec)}")
+
+    def _call(self, texts: list[str], targets):
+        settings = self.settings
+        if self.flavour == "shipped":
+            from sciattr.text.report import attribute_texts
+
+            if _accepts(attribute_texts, "settings"):
+                return attribute_texts(texts, self.model_spec, targets, truncate=self.truncate, text_model=self.model,
+                                       settings=settings)
+            return attribute_texts(texts, self.model_spec, targets, truncate=self.truncate, text_model=self.model,
+                                   steps=settings.steps or 64)
+        if self.flavour == "g2p":
+            from sciattr.text.seq2seq import attribute_g2p
+
+            if _accepts(attribute_g2p, "settings"):
+                return attribute_g2p(texts, targets, model=self.model, settings=settings)
+            return attribute_g2p(texts, targets, model=self.model, **_legacy_options(settings, "baselines"))
+        from sciattr.text.huggingface import hf_integrated_gradients
+
+        options = {k: v for k, v in self.model.options.items() if k in ("truncation", "split")}
+        if _accepts(hf_integrated_gradients, "settings"):
+            options["settings"] = settings
+        else:
+            options.update(_legacy_options(settings, "baseline"))
+        return hf_integrated_gradients(self.model.model, self.model.tokenizer, texts, target=targets, **options)
+
+    def _attribute(self, records):
+        from sciattr.text.report import _one_example, _summary
+
+        rows: list[dict | None] = [None] * len(records)
+        details: list[dict] = []
+        groups: dict[bool, list[int]] = {}
+        for k, r in enumerate(records):
+            target = r.target if r.target is not None else self.target
+            groups.setdefault(target is None, []).append(k)
+        for predicted, members in groups.items():
+            texts = [records[k].input for k in members]
+            targets = None if predicted else [records[k].target if records[k].target is not None else self.target
+                                              for k in members]
+            if targets is not None and self.flavour == "hf" and self.model.kind == "seq2seq":
+                targets = [str(t) for t in targets]
+            res = self._call(texts, targets)
+            for error in res.errors:
+                k = members[error["row"]]
+                rows[k] = self._error_row(records[k], error["message"])
+            for i, position in enumerate(res.rows):
+                k = members[position]
+                record = records[k]
+                summary = _summary(_one_example(res, i))
+                for p, (token, value) in enumerate(zip(summary["tokens"], summary["attributions"])):
+                    details.append({"row": record.row, "id": record.id, "position": p, "token": str(token),
+                                    "attribution": float(value)})
+                steps = summary.get("steps")
+                evaluations = _per_example(res, "evaluations", i, steps)
+                converged = _per_example(res, "converged", i)
+                if converged is None:
+                    converged = bool(summary["relative_gap"] <= settings_tolerance(self.settings))
+                rows[k] = {
+                    "id": record.id, "row": record.row, "input": record.input, "status": "ok", "error": "",
+                    "target": str(summary.get("target", "")), "prediction": float(summary["forward_x"]),
+                    "baseline_score": float(summary["forward_baseline"]), "gap": float(summary["gap"]),
+                    "relative_gap": float(summary["relative_gap"]),
+                    "evaluations": None if evaluations is None else int(evaluations),
+                    "converged": bool(converged), "notes": "; ".join(str(n) for n in summary.get("notes", [])),
+                }
+        return rows, details, None
+
+
+def settings_tolerance(settings: Settings) -> float:
+    return settings.check_tolerance
+
+
+def make_domain(kind: str, model, **options) -> Domain:
+    """The domain of ``kind`` (``"molecule"`` or ``"text"``)."""
+    if kind == "molecule":
+        return MoleculeDomain(model, **options)
+    if kind == "text":
+        options.pop("featurizer", None)
+        return TextDomain(model, **options)
+    raise InputError(f"expected kind='molecule' or 'text'; got {kind!r}")
