@@ -18,11 +18,13 @@ import torch
 from torch import nn
 
 from sciattr.errors import InputError, describe
-from sciattr.text.corpus import PAD, Vocabulary, encode_texts
+from sciattr.settings import Settings, resolve_settings
+from sciattr.text._engine import as_list, row_ids
+from sciattr.text.corpus import EOS, PAD, UNK, Vocabulary, encode_texts
 from sciattr.text.embedding import EmbeddingModel, attribute_encoded
 from sciattr.text.tokens import TokenAttribution
 
-__all__ = ["DEFAULT_MAX_LENGTH", "LSTMTopicClassifier", "accuracy", "classifier_attribution"]
+__all__ = ["DEFAULT_MAX_LENGTH", "LSTMTopicClassifier", "accuracy", "classifier_attribution", "vocabulary_baseline"]
 
 #: Longest text (in tokens) attributed by default; longer ones are an error or truncated.
 DEFAULT_MAX_LENGTH = 400
@@ -98,29 +100,72 @@ def _class_index(labels: Sequence[str], target) -> int:
                      f"{target!r}")
 
 
-def classifier_attribution(model: LSTMTopicClassifier, vocab: Vocabulary, texts: Sequence[str],
-                           targets: Sequence | None = None, *, score: str = "logit", steps: int = 64,
-                           max_length: int = DEFAULT_MAX_LENGTH, truncate: bool = False,
-                           method: str = "integrated_gradients", **options) -> TokenAttribution:
-    """Attribute a class score of each text to its tokens (zero-embedding baseline).
+def classifier_attribution(model: LSTMTopicClassifier, vocab: Vocabulary, texts, target=None, *,
+                           score: str = "logit", max_length: int = DEFAULT_MAX_LENGTH, truncate: bool = False,
+                           settings: Settings | None = None, **options) -> TokenAttribution:
+    """Attribute a class score of each text to its tokens.
 
-    ``targets[i]``: a class name, a class index, or ``None`` for the predicted class. ``score``:
-    ``"logit"``, ``"prob"`` or ``"log_prob"``. Bad rows (empty text, too long without
-    ``truncate``, unknown class) are listed in ``result.errors``; the others are attributed in
-    one engine call.
+    Parameters
+    ----------
+    model, vocab:
+        The classifier and its vocabulary.
+    texts:
+        A text, or a list, tuple or pandas Series of texts (a Series' index becomes the ``id`` of
+        each row in :meth:`~sciattr.text.tokens.TokenAttribution.to_dataframe`).
+    target:
+        A class name or index for every text, one per text (a sequence or Series), or ``None``
+        (also per text) for the predicted class.
+    score:
+        ``"logit"``, ``"prob"`` or ``"log_prob"``.
+    max_length, truncate:
+        Longer texts are bad rows, or with ``truncate=True`` keep their first ``max_length`` tokens.
+    settings, **options:
+        A :class:`~sciattr.settings.Settings` and/or its fields as keywords. ``baselines``:
+        ``None``/``"zeros"`` (the zero embedding), ``"pad"`` or ``"unk"`` (that word's
+        embedding), a token id or an embedding tensor.
+
+    Bad rows (empty text, too long without ``truncate``, unknown class) are listed in
+    ``result.errors``; the others are attributed in one engine call.
     """
-    if targets is not None and len(targets) != len(texts):
-        raise InputError(f"expected one target per text ({len(texts)}); got {len(targets)}")
+    ids_of_rows = row_ids(texts)
+    texts = as_list(texts)
+    targets = _targets_per_row(target, len(texts))
+    settings = resolve_settings(settings, options)
+    settings = settings.replace(baselines=vocabulary_baseline(vocab, settings.baselines))
     batch = encode_texts(texts, vocab, max_length=max_length, truncate=truncate)
+    batch.row_ids = ids_of_rows
     model.eval()
     units = _class_units(model, batch, targets)
     spec = EmbeddingModel(model, model.embed, call="embeddings", embeddings_argument="inputs_embeds",
                           mask_argument="attention_mask")
     labels = [model.labels[u] for u in units]
     res = attribute_encoded(spec, batch, pad_id=vocab.index[PAD],
-                             target=torch.tensor(units) if units else None,
-                             target_labels=labels, score=score, steps=steps, method=method, **options)
+                            target=torch.tensor(units) if units else None,
+                            target_labels=labels, score=score, settings=settings)
     return dataclasses.replace(res, target=f"{score} of the topic")
+
+
+def _targets_per_row(target, n: int) -> list | None:
+    """``None``, or one target per row: a scalar repeated, or a sequence / Series of length ``n``."""
+    if target is None:
+        return None
+    if isinstance(target, (str, int)) and not isinstance(target, bool):
+        return [target] * n
+    targets = as_list(target, "targets", scalar=None)
+    if len(targets) != n:
+        raise InputError(f"expected one target per text ({n}); got {len(targets)}")
+    return targets
+
+
+def vocabulary_baseline(vocab: Vocabulary, baselines):
+    """``"pad"``, ``"unk"`` or ``"eos"`` become that word's id; other baselines are returned unchanged."""
+    names = {"pad": PAD, "unk": UNK, "eos": EOS}
+    if isinstance(baselines, str) and baselines in names:
+        word = names[baselines]
+        if word not in vocab:
+            raise InputError(f"expected the vocabulary to hold {word} for baselines={baselines!r}; it does not")
+        return vocab.index[word]
+    return baselines
 
 
 def _class_units(model: LSTMTopicClassifier, batch, targets) -> list[int]:

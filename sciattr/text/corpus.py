@@ -13,7 +13,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sciattr.errors import InputError, require
@@ -164,7 +164,7 @@ class Vocabulary:
 
     @classmethod
     def from_json(cls, path) -> Vocabulary:
-        return cls(json.loads(Path(path).read_text())["words"])
+        return cls(json.loads(read_text_file(path, "a vocabulary (JSON)"))["words"])
 
 
 @dataclass
@@ -172,7 +172,8 @@ class EncodedBatch:
     """Texts encoded for a model, with per-row remarks and the rows that could not be encoded.
 
     ``ids``/``tokens``/``notes``/``rows`` hold the good rows (``rows[k]``: the caller's row of
-    good row ``k``); ``errors`` holds one dict (``row``, ``input``, ``message``) per bad row.
+    good row ``k``); ``errors`` holds one dict (``row``, ``input``, ``message``) per bad row;
+    ``row_ids`` the caller's id of every row (a pandas index), or empty.
     """
 
     ids: list
@@ -180,6 +181,24 @@ class EncodedBatch:
     notes: list
     rows: list
     errors: list
+    row_ids: list = field(default_factory=list)
+
+
+def read_text_file(path, what: str = "a text file") -> str:
+    """The text of ``path`` decoded as UTF-8 (a leading byte-order mark is dropped).
+
+    Raises :class:`InputError` naming the file, the byte offset and the bytes that are not UTF-8
+    (or that the path is not a file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"expected {what}; got {str(path)!r} (not a file)")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"expected {what} in UTF-8; {str(path)!r} is not: {exc.reason} at byte {exc.start} "
+                         f"({data[exc.start:exc.start + 4]!r}); re-save it as UTF-8 (e.g. iconv -t UTF-8)") from None
 
 
 def encode_texts(texts: Sequence, vocab: Vocabulary, *, max_length: int, truncate: bool = False,

@@ -32,10 +32,11 @@ from dataclasses import dataclass
 
 import torch
 
-from sciattr.core.engine import attribute
 from sciattr.core.hooks import replace_output
 from sciattr.core.targets import model_output_tensor
 from sciattr.errors import InputError, ModelOutputError, TargetError, describe
+from sciattr.settings import Settings, resolve_settings
+from sciattr.text._engine import run_engine
 from sciattr.text.tokens import EMBEDDINGS, TokenAttribution
 
 __all__ = ["SCORES", "EmbeddingModel", "attribute_encoded", "baseline_embeddings", "embedding_integrated_gradients",
@@ -196,14 +197,15 @@ def _fixed_positions(ids, mask, special_ids: Iterable[int], exclude_special: boo
     return keep
 
 
-def baseline_embeddings(embed: Callable[[torch.Tensor], torch.Tensor], baseline, ids: torch.Tensor,
+def baseline_embeddings(embed: Callable[[torch.Tensor], torch.Tensor], baselines, ids: torch.Tensor,
                         emb: torch.Tensor) -> torch.Tensor:
     """Baseline embeddings ``(n, L, E)`` for ``emb``: ``"zeros"``/``None``, a token id (every position
     gets that token's embedding, via ``embed(ids)``) or an embedding tensor broadcast to ``emb``."""
+    baseline = baselines
     if baseline is None or (isinstance(baseline, str) and baseline == "zeros"):
         return torch.zeros_like(emb)
     if isinstance(baseline, bool):
-        raise InputError(f"expected baseline 'zeros', a token id or an embedding tensor; got {baseline!r}")
+        raise InputError(f"expected baselines 'zeros', a token id or an embedding tensor; got {baseline!r}")
     if isinstance(baseline, int):
         with torch.no_grad():
             return embed(torch.full_like(ids, baseline)).to(emb.dtype)
@@ -212,11 +214,11 @@ def baseline_embeddings(embed: Callable[[torch.Tensor], torch.Tensor], baseline,
             return torch.broadcast_to(baseline.to(emb.device, emb.dtype), emb.shape).clone()
         except RuntimeError:
             raise InputError(
-                f"expected a baseline embedding broadcastable to {tuple(emb.shape)}; got shape "
+                f"expected baselines as an embedding broadcastable to {tuple(emb.shape)}; got shape "
                 f"{tuple(baseline.shape)}"
             ) from None
     raise InputError(
-        f"expected baseline 'zeros', a token id or an embedding tensor; got {describe(baseline)}"
+        f"expected baselines 'zeros', a token id or an embedding tensor; got {describe(baseline)}"
     )
 
 
@@ -326,14 +328,14 @@ def embedding_integrated_gradients(
     target=None,
     score: str = "logit",
     position=None,
-    baseline="zeros",
     special_ids: Iterable[int] = (),
     exclude_special: bool = False,
     fixed: torch.Tensor | None = None,
     tokens: list | None = None,
-    method: str = "integrated_gradients",
     forward_kwargs: dict | None = None,
-    **engine_options,
+    example_names: Sequence | None = None,
+    settings: Settings | None = None,
+    **options,
 ) -> TokenAttribution:
     """Attribute a text model's score to its token embeddings.
 
@@ -356,9 +358,6 @@ def embedding_integrated_gradients(
     position:
         For per-position outputs ``(n, seq_len, units)`` (language models): ``"last"`` (the last
         real token of each sentence), an int or ``(n,)`` ints; ``None`` for per-sentence outputs.
-    baseline:
-        ``"zeros"`` (the zero embedding), a token id (e.g. PAD/UNK/MASK: its embedding) or an
-        embedding tensor broadcastable to ``(n, seq_len, emb_dim)``.
     special_ids, exclude_special:
         With ``exclude_special=True`` tokens whose id is in ``special_ids`` keep their embedding
         along the path (attribution 0); otherwise they are attributed like any token.
@@ -367,13 +366,15 @@ def embedding_integrated_gradients(
         causal language model).
     tokens:
         ``tokens[i]``: the token strings of sentence ``i`` at its real positions (for the views).
-    method:
-        ``"integrated_gradients"``, ``"gradient"`` or ``"gradient_x_input"``.
     forward_kwargs:
         Extra per-sentence tensors ``(n, ...)`` for the model, repeated along the path.
-    engine_options:
-        ``steps``, ``rule``, ``tolerance``, ``max_steps``, ``batch_size``, ``memory_budget``,
-        ``store_path`` -- as in :func:`sciattr.attribute`.
+    example_names:
+        A label per sentence (e.g. its row in the caller's batch) used in warnings.
+    settings, **options:
+        A :class:`~sciattr.settings.Settings` and/or its fields as keywords (``method``,
+        ``steps``, ``rule``, ``tolerance``, ``baselines``, ...). ``baselines``: ``None`` or
+        ``"zeros"`` (the zero embedding), a token id (e.g. PAD/UNK/MASK: its embedding) or an
+        embedding tensor broadcastable to ``(n, seq_len, emb_dim)``.
 
     Returns
     -------
@@ -386,8 +387,8 @@ def embedding_integrated_gradients(
     if isinstance(target, str) and target != "predicted":
         raise TargetError("expected target 'predicted', None, an int, (n,) ints or a callable; got "
                           f"{target!r}")
-    if "baselines" in engine_options or "target" in engine_options:
-        raise InputError("expected baseline= (singular) and target= as keywords of this function")
+    settings = resolve_settings(settings, options)
+    baseline = settings.baselines
     ids, mask = _check_ids(input_ids, attention_mask)
     _check_vocabulary(spec.embedding, ids)
     with torch.no_grad():
@@ -406,11 +407,13 @@ def embedding_integrated_gradients(
         units = _predicted_units(forward, emb, kwargs, score)
     if units is not None:
         kwargs[_UNIT] = units
-    res = attribute(forward, {EMBEDDINGS: emb}, method=method, baselines={EMBEDDINGS: base},
-                    forward_kwargs=kwargs, **engine_options)
+    res = run_engine(forward, {EMBEDDINGS: emb}, settings=settings.replace(baselines={EMBEDDINGS: base}),
+                     forward_kwargs=kwargs, example_names=example_names)
     res = dataclasses.replace(res, target=_describe_target(target, score, position))
+    if hasattr(res, "settings"):
+        res = dataclasses.replace(res, settings=settings)
     res.meta.update({"score": score,
-                     "baseline": baseline if not isinstance(baseline, torch.Tensor) else "tensor",
+                     "baselines": baseline if not isinstance(baseline, torch.Tensor) else "tensor",
                      "call": spec.call, "units": None if units is None else units.tolist()})
     return res.specialize(TokenAttribution, tokens=list(tokens or []), token_ids=ids, attention_mask=mask,
                           rows=list(range(ids.shape[0])))
@@ -437,6 +440,7 @@ def attribute_encoded(model: EmbeddingModel | Callable, batch, *, pad_id: int = 
     weight = next(iter(spec.embedding.parameters()), None)
     ids, mask = pad_batch(batch.ids, pad_id, device=None if weight is None else weight.device)
     res = embedding_integrated_gradients(spec, ids, attention_mask=mask, tokens=batch.tokens, target=target,
-                                         **options)
+                                         example_names=list(batch.rows), **options)
     return dataclasses.replace(res, notes=[list(n) for n in batch.notes], errors=list(batch.errors),
-                               rows=list(batch.rows), target_labels=list(target_labels or []))
+                               rows=list(batch.rows), target_labels=list(target_labels or []),
+                               row_ids=list(getattr(batch, "row_ids", []) or []))

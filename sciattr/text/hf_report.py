@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from sciattr.errors import InputError, SciAttrError, TargetError
+from sciattr.settings import Settings, resolve_settings
 from sciattr.text.huggingface import (
     _class_unit,
     _output_row,
@@ -24,10 +25,7 @@ from sciattr.text.huggingface import (
     model_kind,
 )
 
-__all__ = ["CLI_TOLERANCE", "run_hf_batch_cli", "run_hf_cli", "write_token_report"]
-
-#: Relative completeness gap the command line refines the step count to reach.
-CLI_TOLERANCE = 0.01
+__all__ = ["run_hf_batch_cli", "run_hf_cli", "write_token_report"]
 
 _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
         ".tok{padding:0.1em 0.25em;border-radius:0.25em;line-height:2em;white-space:pre}"
@@ -35,25 +33,25 @@ _CSS = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}"
         "td,th{padding:0.1em 0.6em;text-align:right}")
 
 
-def run_hf_cli(text: str, model_path, target=None, out_path="reports/text.html", steps: int = 64,
-               truncation: bool = False) -> list[Path]:
+def run_hf_cli(text: str, model_path, target=None, out_path="reports/text.html", *, truncation: bool = False,
+               settings: Settings | None = None, **options) -> list[Path]:
     """Attribute ``text`` with the model in ``model_path``; write an HTML report to ``out_path``.
 
     ``target``: the class index or label (classifier), the next token (causal LM) or the output
-    text (encoder--decoder); ``None`` takes the model's prediction. Steps start at ``steps`` and
-    double (up to 1024) until every completeness gap is below 1%. ``truncation``: keep the first
-    tokens of a text longer than the model's maximum (with a note) instead of an error. Returns
+    text (encoder--decoder); ``None`` takes the model's prediction. ``truncation``: keep the first
+    tokens of a text longer than the model's maximum (with a note) instead of an error.
+    ``settings``/``**options``: a :class:`~sciattr.settings.Settings` and/or its fields. Returns
     the written paths.
     """
-    cli = _CliModel(model_path, steps, truncation)
+    cli = _CliModel(model_path, resolve_settings(settings, options), truncation)
     res = cli.attribute(text, cli.normalize_target(target))
     paths = cli.write_report(res, out_path, f"{Path(model_path).name}: {text}")
     print(res.summary())
     return paths
 
 
-def run_hf_batch_cli(input_file, model_path, target=None, out_dir="reports/text", steps: int = 64,
-                     truncation: bool = False) -> list[Path]:
+def run_hf_batch_cli(input_file, model_path, target=None, out_dir="reports/text", *, truncation: bool = False,
+                     settings: Settings | None = None, **options) -> list[Path]:
     """Attribute every line of ``input_file`` (one text per line) with the model in ``model_path``.
 
     A line ``text<TAB>target`` attributes that target (class label, next token or output text),
@@ -69,7 +67,7 @@ def run_hf_batch_cli(input_file, model_path, target=None, out_dir="reports/text"
     from sciattr.text.report import read_batch, write_batch_reports
 
     texts, targets = read_batch(input_file, target)
-    cli = _CliModel(model_path, steps, truncation)
+    cli = _CliModel(model_path, resolve_settings(settings, options), truncation)
     targets = [cli.normalize_target(t) for t in targets]
     errors, groups = cli.usable_rows(texts, targets)
     results = []
@@ -85,9 +83,9 @@ def run_hf_batch_cli(input_file, model_path, target=None, out_dir="reports/text"
 
 class _CliModel:
     """A local model folder as the command line uses it: loaded offline, SMILES pre-splitting for
-    SMILES classifiers, steps refined to :data:`CLI_TOLERANCE`, the report of its kind."""
+    SMILES classifiers, the report of its kind."""
 
-    def __init__(self, model_path, steps: int, truncation: bool = False):
+    def __init__(self, model_path, settings: Settings, truncation: bool = False):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sciattr.text.smiles_tokens import is_smiles_vocabulary, split_smiles
 
@@ -96,7 +94,7 @@ class _CliModel:
         self.smiles = self.kind == "classifier" and is_smiles_vocabulary(self.tokenizer)
         self.split = split_smiles if self.smiles else None
         self.truncation = truncation
-        self.options = {"steps": steps, "tolerance": CLI_TOLERANCE, "max_steps": 1024, "truncation": truncation}
+        self.options = {"settings": settings, "truncation": truncation}
         self.options.update({"split": self.split} if self.smiles else {})
 
     def attribute(self, texts, target):

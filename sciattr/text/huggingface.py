@@ -24,6 +24,7 @@ Texts longer than the model's ``max_position_embeddings`` are reported as bad ro
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +35,9 @@ import torch
 
 from sciattr.errors import InputError, TargetError, describe, require
 from sciattr.result import Attribution
+from sciattr.settings import Settings, resolve_settings
+from sciattr.text._engine import as_list
+from sciattr.text._engine import row_ids as ids_of
 from sciattr.text.embedding import EmbeddingModel, baseline_embeddings, embedding_integrated_gradients
 from sciattr.text.seq2seq import Seq2SeqAttribution, attribute_outputs
 from sciattr.text.tokens import TokenAttribution
@@ -43,6 +47,7 @@ __all__ = [
     "EncodedTexts",
     "HFSeq2SeqAttribution",
     "HFTokenAttribution",
+    "WEIGHT_FILES",
     "TeacherForcedScores",
     "causal_lm_integrated_gradients",
     "classifier_integrated_gradients",
@@ -66,7 +71,8 @@ class EncodedTexts:
     ``ids`` and ``attention_mask`` are ``(n_good, L)``; ``tokens[i]``, ``word_ids[i]`` list the
     real tokens of good row ``i`` and the word each belongs to (``None`` for special tokens);
     ``rows[i]`` is its index in the caller's batch; ``errors`` holds ``{"row", "input",
-    "message"}`` for the rows that could not be encoded.
+    "message"}`` for the rows that could not be encoded; ``row_ids`` the caller's id of every
+    row (a pandas Series' index) or empty.
     """
 
     ids: torch.Tensor
@@ -76,6 +82,7 @@ class EncodedTexts:
     rows: list
     errors: list
     notes: list
+    row_ids: list = field(default_factory=list)
 
 
 def max_positions(model) -> int | None:
@@ -127,7 +134,7 @@ def encode_texts(tokenizer, texts: str | Sequence[str], *, max_length: int | Non
     tokenizer:
         A Hugging Face tokenizer.
     texts:
-        A text or a list of texts.
+        A text, or a list, tuple or pandas Series of texts (a Series' index becomes ``row_ids``).
     max_length:
         Most tokens a row may have (special tokens included); ``None``: no limit.
     truncation:
@@ -142,9 +149,10 @@ def encode_texts(tokenizer, texts: str | Sequence[str], *, max_length: int | Non
     InputError
         If no row is usable (the message lists every row's problem).
     """
-    texts = [texts] if isinstance(texts, str) else texts
-    if not isinstance(texts, Sequence) or len(texts) == 0:
-        raise InputError(f"expected a text or a non-empty list of texts; got {describe(texts)}")
+    ids_of_rows = ids_of(texts)
+    texts = as_list(texts)
+    if len(texts) == 0:
+        raise InputError("expected a text or a non-empty list of texts; got an empty list")
     good, errors, notes = [], [], []
     for row, text in enumerate(texts):
         try:
@@ -164,7 +172,7 @@ def encode_texts(tokenizer, texts: str | Sequence[str], *, max_length: int | Non
         ids[k, : len(row_ids)] = torch.tensor(row_ids)
         mask[k, : len(row_ids)] = 1
     return EncodedTexts(ids.to(device), mask.to(device), [g[2] for g in good], [g[3] for g in good],
-                        [g[0] for g in good], errors, notes)
+                        [g[0] for g in good], errors, notes, ids_of_rows)
 
 
 def _checked_encoding(tokenizer, text, split, max_length, truncation):
@@ -229,7 +237,8 @@ class HFSeq2SeqAttribution(HFTokenAttribution, Seq2SeqAttribution):
 
 def _finish(res: TokenAttribution, batch: EncodedTexts, cls, **extra):
     return res.specialize(cls, **{**_token_fields(res), "tokens": batch.tokens, "rows": batch.rows,
-                                  "errors": batch.errors, "notes": batch.notes, "word_ids": batch.word_ids, **extra})
+                                  "errors": batch.errors, "notes": batch.notes, "word_ids": batch.word_ids,
+                                  "row_ids": batch.row_ids, **extra})
 
 
 def _token_fields(res) -> dict:
@@ -270,15 +279,16 @@ def _spec(model) -> EmbeddingModel:
 
 
 def _baseline_id(tokenizer, baseline):
-    """``"zeros"`` / a float tensor stays; ``"pad"`` / ``"mask"`` become that token's id."""
+    """``None``, ``"zeros"`` / a float tensor stays; ``"pad"`` / ``"mask"`` become that token's id."""
     if isinstance(baseline, str) and baseline in ("pad", "mask"):
         token_id = getattr(tokenizer, f"{baseline}_token_id", None)
         if token_id is None:
-            raise InputError(f"expected the tokenizer to have a {baseline.upper()} token for baseline={baseline!r}; "
+            raise InputError(f"expected the tokenizer to have a {baseline.upper()} token for baselines={baseline!r}; "
                              f"it has none")
         return int(token_id)
     if isinstance(baseline, str) and baseline != "zeros":
-        raise InputError(f"expected baseline 'zeros', 'pad', 'mask', a token id or an embedding tensor; got {baseline!r}")
+        raise InputError(f"expected baselines 'zeros', 'pad', 'mask', a token id or an embedding tensor; got "
+                         f"{baseline!r}")
     return baseline
 
 
@@ -293,8 +303,8 @@ def _device(model):
 
 
 def classifier_integrated_gradients(
-    model, tokenizer, texts, *, target="predicted", score: str = "logit", baseline="zeros",
-    keep_special: bool = True, truncation: bool = False, split: Splitter | None = None, steps=50, **options,
+    model, tokenizer, texts, *, target="predicted", score: str = "logit", keep_special: bool = True,
+    truncation: bool = False, split: Splitter | None = None, settings: Settings | None = None, **options,
 ) -> HFTokenAttribution:
     """Attribute a sequence classifier's class score to the tokens of each text.
 
@@ -303,20 +313,21 @@ def classifier_integrated_gradients(
     model, tokenizer:
         A ``...ForSequenceClassification`` model and its tokenizer.
     texts:
-        A text or a list of texts (bad rows are reported in ``result.errors``).
+        A text, or a list, tuple or pandas Series of texts (bad rows are reported in
+        ``result.errors``; a Series' index becomes each row's ``id``).
     target:
         ``"predicted"`` (each text's arg-max class), a class index, a label name of
         ``config.label2id``, or per-text indices.
     score:
         ``"logit"``, ``"log_prob"`` or ``"prob"``.
-    baseline:
-        ``"zeros"``, ``"pad"``, ``"mask"``, a token id or an embedding tensor.
     keep_special:
         Keep [CLS]/[SEP]/... at their embedding along the path (attribution 0).
     truncation, split:
         See :func:`encode_texts`.
-    steps, **options:
-        As for :func:`sciattr.integrated_gradients` (``rule``, ``batch_size``, ``tolerance``...).
+    settings, **options:
+        A :class:`~sciattr.settings.Settings` and/or its fields as keywords (``steps``, ``rule``,
+        ``tolerance``, ``batch_size``...). ``baselines``: ``None``/``"zeros"``, ``"pad"``,
+        ``"mask"``, a token id or an embedding tensor.
 
     Returns
     -------
@@ -327,16 +338,24 @@ def classifier_integrated_gradients(
     batch = encode_texts(tokenizer, texts, max_length=max_positions(model), truncation=truncation, split=split,
                          device=_device(model))
     target = _per_row(target, batch, lambda t: _class_unit(model, t))
+    settings = _hf_settings(tokenizer, settings, options)
     res = embedding_integrated_gradients(
         _spec(model), batch.ids, attention_mask=batch.attention_mask, target=target, score=score,
-        baseline=_baseline_id(tokenizer, baseline), special_ids=tokenizer.all_special_ids,
-        exclude_special=keep_special, steps=steps, **options)
+        special_ids=tokenizer.all_special_ids, exclude_special=keep_special, example_names=batch.rows,
+        settings=settings)
     labels = _class_labels(model, res.meta.get("units"))
     return _finish(res, batch, HFTokenAttribution, target_labels=labels)
 
 
+def _hf_settings(tokenizer, settings, options) -> Settings:
+    settings = resolve_settings(settings, options)
+    return settings.replace(baselines=_baseline_id(tokenizer, settings.baselines))
+
+
 def _per_row(target, batch: EncodedTexts, convert):
     """A scalar target converted, or per-row targets of the caller's batch restricted to the usable rows."""
+    if hasattr(target, "tolist") and not isinstance(target, torch.Tensor):
+        target = target.tolist()  # a pandas Series or a numpy array
     if isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.dim() == 1):
         total = len(batch.rows) + len(batch.errors)
         if len(target) != total:
@@ -365,15 +384,17 @@ def _class_labels(model, units) -> list:
 
 
 def causal_lm_integrated_gradients(
-    model, tokenizer, texts, *, target="predicted", score: str = "log_prob", baseline="zeros",
-    keep_special: bool = True, truncation: bool = False, steps=50, **options,
+    model, tokenizer, texts, *, target="predicted", score: str = "log_prob", keep_special: bool = True,
+    truncation: bool = False, settings: Settings | None = None, **options,
 ) -> HFTokenAttribution:
     """Attribute a causal LM's next-token score (after each text's last token) to the tokens.
 
     ``target``: ``"predicted"`` (the arg-max next token), a token id, a token string of the
     vocabulary, or per-text ids. The first token of every text stays at its embedding along the
     path (attribution 0), as do special tokens when ``keep_special``. Other options as in
-    :func:`classifier_integrated_gradients`.
+    :func:`classifier_integrated_gradients`. For a whole continuation (every generated token
+    against the prompt and the earlier generated tokens) use
+    :func:`sciattr.text.continuation.continuation_integrated_gradients`.
     """
     _check_model(model)
     batch = encode_texts(tokenizer, texts, max_length=max_positions(model), truncation=truncation,
@@ -382,8 +403,8 @@ def causal_lm_integrated_gradients(
     fixed[:, 0] = True
     res = embedding_integrated_gradients(
         _spec(model), batch.ids, attention_mask=batch.attention_mask, target=_per_row(target, batch, lambda t: _token_unit(tokenizer, t)),
-        score=score, position="last", baseline=_baseline_id(tokenizer, baseline),
-        special_ids=tokenizer.all_special_ids, exclude_special=keep_special, fixed=fixed, steps=steps, **options)
+        score=score, position="last", special_ids=tokenizer.all_special_ids, exclude_special=keep_special,
+        fixed=fixed, example_names=batch.rows, settings=_hf_settings(tokenizer, settings, options))
     units = res.meta.get("units") or []
     return _finish(res, batch, HFTokenAttribution, target_labels=tokenizer.convert_ids_to_tokens(list(units)))
 
@@ -479,8 +500,8 @@ def _output_row(tokenizer, output) -> list:
 
 
 def seq2seq_integrated_gradients(
-    model, tokenizer, sources, outputs=None, *, max_new_tokens: int = 10, baseline="zeros",
-    keep_special: bool = True, truncation: bool = False, strategy: str = "multi_target", steps=50, **options,
+    model, tokenizer, sources, target=None, *, max_new_tokens: int = 10, keep_special: bool = True,
+    truncation: bool = False, strategy: str = "multi_target", settings: Settings | None = None, **options,
 ) -> HFSeq2SeqAttribution:
     """Attribute every output token of an encoder--decoder to every source token.
 
@@ -489,18 +510,19 @@ def seq2seq_integrated_gradients(
     model, tokenizer:
         A Hugging Face encoder--decoder (T5, BART, Marian...) and its tokenizer.
     sources:
-        A text or a list of texts.
-    outputs:
+        A text, or a list, tuple or pandas Series of texts.
+    target:
         The output of each text (a string, or a list of token ids); default: greedy generation of
         up to ``max_new_tokens`` tokens.
-    baseline, keep_special, truncation:
+    keep_special, truncation:
         As in :func:`classifier_integrated_gradients` (only the source embeddings are attributed).
-        For T5-like models (RMS norm, no absolute position embeddings) use ``baseline="pad"``:
+    settings, **options:
+        As in :func:`classifier_integrated_gradients`; ``strategy`` as in
+        :func:`sciattr.text.seq2seq.attribute_outputs`.
+        For T5-like models (RMS norm, no absolute position embeddings) use ``baselines="pad"``:
         their output is scale-invariant in the input embeddings, so along the zero-embedding
         path it changes only near ``alpha = 0`` and the quadrature misses it (a large
         completeness gap shows it).
-    strategy, steps, **options:
-        See :func:`sciattr.text.seq2seq.attribute_outputs`.
 
     Returns
     -------
@@ -514,14 +536,17 @@ def seq2seq_integrated_gradients(
                          f"does not")
     batch = encode_texts(tokenizer, sources, max_length=max_positions(model), truncation=truncation,
                          device=_device(model))
+    outputs = None if target is None else (as_list(target, "outputs", scalar=None)
+                                           if not isinstance(target, str) else [target])
     target_ids, lengths = _output_ids(model, tokenizer, batch, outputs, max_new_tokens)
     embedding = _encoder_embedding(model)
+    settings = resolve_settings(settings, options)
     with torch.no_grad():
         emb = embedding(batch.ids)
-        base = _source_baseline(embedding, tokenizer, batch, baseline, keep_special, emb)
-    res = attribute_outputs(TeacherForcedScores(model), emb, target_ids, target_lengths=lengths, baselines=base,
+        base = _source_baseline(embedding, tokenizer, batch, settings.baselines, keep_special, emb)
+    res = attribute_outputs(TeacherForcedScores(model), emb, target_ids, target_lengths=lengths,
                             strategy=strategy, forward_kwargs={"attention_mask": batch.attention_mask},
-                            steps=steps, **options)
+                            example_names=batch.rows, settings=settings.replace(baselines=base))
     output_tokens = [tokenizer.convert_ids_to_tokens(target_ids[k, : int(n)].tolist()) for k, n in enumerate(lengths)]
     return _finish(res, batch, HFSeq2SeqAttribution, token_ids=batch.ids, attention_mask=batch.attention_mask,
                    output_tokens=output_tokens, target_labels=[" ".join(t) for t in output_tokens])
@@ -546,7 +571,7 @@ def _source_baseline(embedding, tokenizer, batch: EncodedTexts, baseline, keep_s
 
 
 # ---------------------------------------------------------------------------------------- dispatch, loading
-def hf_integrated_gradients(model, tokenizer, texts, target=None, **options):
+def hf_integrated_gradients(model, tokenizer, texts, target=None, *, settings: Settings | None = None, **options):
     """Dispatch on :func:`model_kind`: classifier, causal LM or encoder--decoder.
 
     ``target`` means the class (classifier), the next token (causal LM) or the output sequence
@@ -555,19 +580,44 @@ def hf_integrated_gradients(model, tokenizer, texts, target=None, **options):
     kind = model_kind(model)
     if kind == "seq2seq":
         outputs = None if target is None else ([target] if isinstance(texts, str) else target)
-        return seq2seq_integrated_gradients(model, tokenizer, texts, outputs, **options)
+        return seq2seq_integrated_gradients(model, tokenizer, texts, outputs, settings=settings, **options)
     call = classifier_integrated_gradients if kind == "classifier" else causal_lm_integrated_gradients
-    return call(model, tokenizer, texts, target="predicted" if target is None else target, **options)
+    return call(model, tokenizer, texts, target="predicted" if target is None else target, settings=settings,
+                **options)
+
+
+#: Files that hold a Hugging Face model's weights.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
 
 
 def load_local_model(path, dtype: torch.dtype = torch.float64):
-    """``(model, tokenizer)`` from a local folder, offline; the model class comes from its config."""
+    """``(model, tokenizer)`` from a local folder, offline; the model class comes from its config.
+
+    Raises :class:`~sciattr.errors.InputError` when the folder is not a loadable model: no
+    ``config.json``, a config that is not JSON or names no ``model_type``, no weights file
+    (:data:`WEIGHT_FILES`), or weights whose names do not match the model (the missing and
+    unexpected names are listed -- nothing is initialised at random).
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     transformers = require("transformers", "text")
     path = Path(path)
     if not (path / "config.json").is_file():
         raise InputError(f"expected a Hugging Face model folder with config.json; got {str(path)!r}")
-    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    try:
+        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"expected a JSON config in {str(path / 'config.json')!r}; got {exc}") from None
+    if not isinstance(raw, dict) or not raw.get("model_type"):
+        raise InputError(f"expected config.json in {str(path)!r} to name its model_type (e.g. 'bert', 'gpt2'); "
+                         "it names none, so the folder is not a loadable model")
+    weights = [name for name in WEIGHT_FILES if (path / name).is_file()]
+    if not weights:
+        raise InputError(f"expected model weights in {str(path)!r} (one of {list(WEIGHT_FILES)}); found none")
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"expected a loadable config in {str(path)!r}; transformers refused it: {exc}") from None
     architecture = (getattr(config, "architectures", None) or [""])[0]
     cls = getattr(transformers, architecture, None) if architecture else None
     if cls is None:
@@ -576,9 +626,25 @@ def load_local_model(path, dtype: torch.dtype = torch.float64):
         cls = auto
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = cls.from_pretrained(path, local_files_only=True)
+        try:
+            model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise InputError(f"expected loadable weights in {str(path)!r}; loading failed: "
+                             f"{str(exc)[:500]}") from None
+    _check_loading(info, path)
     tokenizer = _load_tokenizer(transformers, path, config)
     return model.to(dtype).eval(), tokenizer
+
+
+def _check_loading(info: dict, path: Path) -> None:
+    """Refuse weights that left parameters of the model at their random initialisation."""
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = [f"{k}" for k, *_ in (info.get("mismatched_keys") or [])]
+    if missing or mismatched:
+        unexpected = sorted(info.get("unexpected_keys") or [])
+        raise InputError(f"expected the weights in {str(path)!r} to match the model; missing {missing[:10]}"
+                         f"{' ...' if len(missing) > 10 else ''}, unexpected {unexpected[:10]}"
+                         f"{' ...' if len(unexpected) > 10 else ''}, wrong shape {mismatched[:10]}")
 
 
 def _load_tokenizer(transformers, path: Path, config):

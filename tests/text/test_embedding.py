@@ -108,7 +108,7 @@ def test_token_baseline_and_excluded_special_tokens():
     model = tiny_classifier()
     ids, mask = padded(0)
     special = 8
-    res = embedding_integrated_gradients(model, ids, attention_mask=mask, target=0, baseline=21,
+    res = embedding_integrated_gradients(model, ids, attention_mask=mask, target=0, baselines=21,
                                          special_ids=[special], exclude_special=True, steps=32)
     assert torch.all(res.token_scores()[ids == special] == 0)
     # F(baseline) is the model at the baseline token everywhere except excluded/padded positions

@@ -66,7 +66,7 @@ def test_batch_completeness_within_one_percent(lm):
 def test_cli_writes_html_and_prints(lm, tmp_path):
     stream = io.StringIO()
     (path,) = run_text_cli("the shareholders claimed more", "lstm-lm", "than", tmp_path / "lm.html",
-                           stream=stream)
+                           stream=stream, text_model=lm)
     page = path.read_text()
     assert page.count('<span class="tok ') == 5 + 3  # <eos> + 4 words, and the legend
     printed = stream.getvalue()

@@ -81,7 +81,7 @@ def test_all_rows_bad_raises_with_every_message(classifier):
 
 
 def test_mismatched_target_count(lm, classifier):
-    with pytest.raises(InputError, match="one next word per sentence"):
+    with pytest.raises(InputError, match="one target per text"):
         lm_attribution(*lm, ["the cat"], ["dog", "cat"])
     with pytest.raises(InputError, match="one target per text"):
         classifier_attribution(*classifier, ["the cat"], [0, 1])
