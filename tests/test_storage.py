@@ -108,8 +108,8 @@ def test_file_is_safetensors_with_json_and_no_pickle(tmp_path):
     assert doc["module"] == "sciattr.result" and doc["class"] == "Attribution"
     assert doc["fields"]["method"] == "integrated_gradients"
     assert b"\x80\x04" not in raw[:2] and not raw.startswith(b"PK")
-    with pytest.raises(Exception):
-        pickle.loads(raw)
+    with pytest.raises((pickle.UnpicklingError, ValueError, EOFError, KeyError)):
+        pickle.loads(raw)  # not a pickle at all
 
 
 def test_engine_result_round_trip(tmp_path):
@@ -197,7 +197,8 @@ def test_a_fresh_interpreter_loads_the_domain_class(tmp_path):
     path = _molecule_result().save(tmp_path / "mol.safetensors")
     code = ("import sys, sciattr; r = sciattr.load(sys.argv[1]); "
             "print(type(r).__module__, type(r).__name__, r.molecules[0].GetNumAtoms())")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", code, str(path)], check=False, capture_output=True, text=True,
+                         timeout=120,
                          env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["sciattr.chem.adapter", "MoleculeAttribution", "4"]
