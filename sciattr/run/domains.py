@@ -61,7 +61,9 @@ def _accepts(function: Callable, name: str) -> bool:
 
 def _legacy_options(settings: Settings, baselines_word: str = "baseline") -> dict:
     """Keywords of an adapter that does not take ``settings=`` yet, from a :class:`Settings`."""
-    options: dict[str, Any] = {"rule": settings.rule, "max_steps": settings.max_steps}
+    options: dict[str, Any] = {"max_steps": settings.max_steps}
+    if settings.rule is not None:
+        options["rule"] = settings.rule
     if settings.steps is None:
         options.update(steps=min(16, settings.max_steps), tolerance=settings.check_tolerance)
     else:

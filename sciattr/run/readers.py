@@ -90,7 +90,7 @@ def _check_utf8(path: Path, gz: bool) -> None:
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not merely a character cut at the 1 MiB boundary
+        if len(head) < (1 << 20) or exc.start < len(head) - 4:  # not merely a character cut at the 1 MiB boundary
             raise InputError(f"expected a UTF-8 text file; got {os.fspath(path)!r} with a non-UTF-8 byte "
                              f"{head[exc.start:exc.start + 1]!r} at byte {exc.start}") from None
 
@@ -137,14 +137,23 @@ def read_records(path: str | os.PathLike, *, kind: str = "molecule", column: str
         return _parquet(path, kind, column, id_column)
     _check_utf8(path, gz)
     if fmt in ("csv", "tsv"):
-        return _table(path, gz, "," if fmt == "csv" else "\t", kind, column, id_column)
+        return _guard(_table(path, gz, "," if fmt == "csv" else "\t", kind, column, id_column), path)
     if fmt == "sdf":
         if kind != "molecule":
             raise InputError(f"expected a text file for texts; got the SDF file {os.fspath(path)!r}")
-        return _sdf(path, gz, id_column)
+        return _guard(_sdf(path, gz, id_column), path)
     if fmt == "smi":
-        return _smi(path, gz)
-    return _lines(path, gz, kind)
+        return _guard(_smi(path, gz), path)
+    return _guard(_lines(path, gz, kind), path)
+
+
+def _guard(records: Iterator[Record], path: Path) -> Iterator[Record]:
+    """A non-UTF-8 byte past the first MiB stops the run with a clear error (finished batches are kept)."""
+    try:
+        yield from records
+    except UnicodeDecodeError as exc:
+        raise InputError(f"expected a UTF-8 text file; got {os.fspath(path)!r} with a non-UTF-8 byte "
+                         f"({exc.reason})") from None
 
 
 def _table(path: Path, gz: bool, delimiter: str, kind: str, column, id_column) -> Iterator[Record]:
