@@ -29,14 +29,60 @@ def test_bad_smiles_exit_2_with_the_reason(tmp_path, capsys, smiles, message):
     assert message in capsys.readouterr().err
 
 
-def test_batch_keeps_every_row_and_reports_bad_ones(tmp_path):
+def test_batch_keeps_every_row_and_reports_bad_ones(tmp_path, capsys):
+    from sciattr.run import merge
+
     table = tmp_path / "in.csv"
-    table.write_text("smiles\nCCO\nnot_a_smiles\nc1ccccc1N\n")
-    assert main(["molecule", "--file", str(table), "--out-dir", str(tmp_path / "out")]) == 0
-    rows = list(csv.DictReader((tmp_path / "out" / "molecules.csv").open()))
-    assert [r["status"] for r in rows] == ["ok", "error", "ok"]
-    assert "RDKit cannot parse" in rows[1]["error"]
-    assert all(float(r["relative_gap"]) < 0.01 for r in rows if r["status"] == "ok")
+    table.write_text("id,smiles\nA,CCO\nB,not_a_smiles\nC,c1ccccc1N\n")
+    out = tmp_path / "out"
+    assert main(["molecule", "--file", str(table), "--out-dir", str(out), "--quiet"]) == 0
+    rows = merge(out)
+    assert list(rows["status"]) == ["ok", "error", "ok"] and list(rows["id"]) == ["A", "B", "C"]
+    assert "RDKit cannot parse" in rows.loc[1, "error"]
+    assert all(rows.loc[[0, 2], "relative_gap"] < 0.05)
+    assert "1 of 3 rows failed" in capsys.readouterr().err
+    # a second run with other settings into the same folder is refused; --overwrite replaces it
+    assert main(["molecule", "--file", str(table), "--out-dir", str(out), "--steps", "8", "--quiet"]) == 2
+    assert "differs in settings (steps: folder has null, this run has 8)" in capsys.readouterr().err
+    assert main(["molecule", "--file", str(table), "--out-dir", str(out), "--steps", "8", "--quiet",
+                 "--overwrite", "--format", "csv"]) == 0
+    assert sorted(p.name for p in (out / "rows").iterdir()) == ["part-0000000000-0000000003.csv"]
+
+
+def test_summarize_and_merge_commands(tmp_path, capsys):
+    table = tmp_path / "in.smi"
+    table.write_text("c1ccccc1O phenol\nc1ccccc1N aniline\nCCO ethanol\n")
+    out = tmp_path / "out"
+    assert main(["molecule", "--file", str(table), "--out-dir", str(out), "--quiet", "--steps", "8"]) == 0
+    assert main(["summarize", str(out), "--min-count", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "3 rows: 3 ok, 0 errors" in text and "benzene" in text
+    assert "<svg" in (out / "summary.html").read_text()
+    assert main(["merge", str(out), "--table", "atoms", "--out", str(tmp_path / "atoms.csv")]) == 0
+    lines = (tmp_path / "atoms.csv").read_text().splitlines()
+    assert len(lines) == 1 + 7 + 7 + 3 and '"phenol"' in lines[1]
+    assert main(["merge", str(out), "--table", "atoms", "--out", str(tmp_path / "atoms.csv")]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_version_models_and_no_silent_overwrite(tmp_path, capsys):
+    from sciattr import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"sciattr {__version__}"
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "w2n2-benzene" in listing and "roc_auc 1" in listing and "topic-classifier" in listing
+    out = tmp_path / "r.html"
+    out.write_text("keep me")
+    assert main(["molecule", "CCO", "--out", str(out)]) == 2
+    assert "exists (pass --force" in capsys.readouterr().err and out.read_text() == "keep me"
+    assert main(["molecule", "c1ccccc1O", "--out", str(out), "--force", "--steps", "16", "--rule", "trapezoid"]) == 0
+    printed = capsys.readouterr().out
+    logit = float(printed.split("F(x) = ")[1].split()[0])
+    assert f"probability = sigmoid(F(x)) = {1 / (1 + __import__('math').exp(-logit)):.4f}" in printed
+    assert "keep me" not in out.read_text()
 
 
 def test_text_classifier_report(tmp_path, capsys):
@@ -49,18 +95,23 @@ def test_text_classifier_report(tmp_path, capsys):
 
 
 def test_text_g2p_batch_and_exit_codes(tmp_path, capsys):
+    from sciattr.run import merge
+
     words = tmp_path / "words.txt"
     words.write_text("cat\nr2d2\n\tK AE1 T\n")
     out = tmp_path / "out"
-    assert main(["text", "--model", "g2p", "--file", str(words), "--out-dir", str(out)]) == 0
-    rows = list(csv.DictReader((out / "attributions.csv").open(encoding="utf-8")))
-    assert [(r["status"], r["target"]) for r in rows] == [("ok", "K AE1 T"), ("error", ""), ("error", "")]
-    assert float(rows[0]["relative_gap"]) < 0.01 and (out / rows[0]["report"]).is_file()
-    err = capsys.readouterr().err
-    assert "row 1  error: expected letters a-z" in err and "row 2  error: expected a word" in err
+    assert main(["text", "--model", "g2p", "--file", str(words), "--out-dir", str(out), "--quiet",
+                 "--tolerance", "0.01"]) == 0
+    rows = merge(out)
+    assert [(r.status, r.target if r.status == "ok" else "") for r in rows.itertuples()] == [
+        ("ok", "K AE1 T"), ("error", ""), ("error", "")]
+    assert rows.loc[0, "relative_gap"] < 0.01
+    assert "expected letters a-z" in rows.loc[1, "error"] and "expected a word" in rows.loc[2, "error"]
+    tokens = merge(out, "tokens")
+    assert list(tokens["token"]) == ["c", "a", "t", "</s>"]
     words.write_text("\n42\n")
-    assert main(["text", "--model", "g2p", "--file", str(words), "--out-dir", str(out)]) == 2
-    assert "no row could be attributed: row 0: " in capsys.readouterr().err
+    assert main(["text", "--model", "g2p", "--file", str(words), "--out-dir", str(tmp_path / "o2"), "--quiet"]) == 2
+    assert "no row could be attributed" in capsys.readouterr().err
     assert main(["text", "--model", "g2p"]) == 2
     assert "expected a text or --file" in capsys.readouterr().err
 
@@ -79,13 +130,13 @@ def test_text_truncate_option_for_the_shipped_models(tmp_path, capsys):
 def test_molecule_prints_the_atom_table_and_accounting(tmp_path, capsys):
     from sciattr.chem import explain_molecules
     from sciattr.chem.accounting import account
-    from sciattr.chem.report import CLI_OPTIONS
     from sciattr.zoo import load_featurizer, load_model
 
-    assert main(["molecule", "c1ccccc1O", "--model", "gcn-benzene", "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["molecule", "c1ccccc1O", "--model", "gcn-benzene", "--out", str(tmp_path / "r.html"),
+                 "--steps", "32", "--rule", "trapezoid"]) == 0
     out = capsys.readouterr().out
     model = load_model("gcn-benzene")
-    res = explain_molecules(model, ["c1ccccc1O"], featurizer=load_featurizer(model), **CLI_OPTIONS)
+    res = explain_molecules(model, ["c1ccccc1O"], featurizer=load_featurizer(model), steps=32, rule="trapezoid")
     assert out.splitlines()[0] == "gcn-benzene: c1ccccc1O"
     assert f"F(x) = {float(res.forward_x[0]):.6g}" in out
     rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
