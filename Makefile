@@ -7,15 +7,16 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench bench-scale lint clean
 
 setup: $(STAMP)
 
 # torch is pinned here (a CPU wheel on this machine's disk); pyproject keeps a range for GPU users.
 # g2p-en and rxnfp are installed without their dependencies: sciattr reads only their weight files.
+# The `scale` extra (ray[data], ~600 MB) is installed too, so that the suite tests the Ray backend.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[all]' torch==2.13.0
+	$(BIN)/pip install -q -e '.[all,scale]' torch==2.13.0
 	$(BIN)/pip install -q --no-deps g2p-en==2.1.0 rxnfp==0.1.0
 	touch $(STAMP)
 
@@ -27,6 +28,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_core.py
+
+bench-scale: setup
+	$(BIN)/python benchmarks/bench_scale.py
 
 lint: setup
 	$(BIN)/ruff check sciattr tests benchmarks tutorials
