@@ -18,7 +18,8 @@ input, and what must happen (``expect``):
     either a result whose attributions and gap are finite, or that error;
 ``Exit(code, fragment, rows=...)``
     the command line (run in-process) returns ``code`` and prints ``fragment`` on stderr; for
-    batch files ``rows`` lists, per input row in order, ``"ok"`` or a fragment of the row's reason;
+    batch files ``rows`` lists, per input row in order, ``"ok"``, ``("ok", note fragment)`` or a
+    fragment of the row's reason;
 ``Check(name)``
     a behaviour checked by the function ``check_<name>`` of ``test_catalogue.py``.
 
@@ -271,9 +272,9 @@ MOLECULE_ALONE = [
 
 # whole-call errors of explain_molecules(model, input, **params)
 MOLECULE_CALLS = [
-    ("molecules-a-string", "CCO", Raises(InputError, "list of SMILES"), {}),
-    ("molecules-none", None, Raises(InputError, "list of SMILES"), {}),
-    ("molecules-a-number", 3, Raises(InputError, "list of SMILES"), {}),
+    ("molecules-a-string", "CCO", Raises(InputError, "of SMILES strings"), {}),
+    ("molecules-none", None, Raises(InputError, "of SMILES strings"), {}),
+    ("molecules-a-number", 3, Raises(InputError, "of SMILES strings"), {}),
     ("all-rows-bad", ["xyz", ""], Raises(InputError, r"row 0: expected a valid SMILES.*row 1: expected a non-empty"), {}),
     ("target-out-of-range", ["CCO"], Raises(TargetError, "out of range"), {"target": 5}),
     ("featurizer-mismatch", ["CCO"], Raises(InputError, r"atoms of shape \(N, 14\); got \(\d+, 54\)"),
@@ -324,7 +325,17 @@ SDF_GARBAGE = "this is not a mol block\n$$$$\n"
 # files given to ``sciattr molecule --file``: (file name, content) -> exit code and one entry per input row
 MOLECULE_FILES = [
     ("csv-mixed-rows", ("in.csv", "smiles\nCCO\nnot_a_smiles\n\n[Na+].CC(=O)[O-]\nC(C)(C)(C)(C)C\n[CH3]\nc1ccccc1O\n"),
-     Exit(0, rows=("ok", "expected a valid SMILES", "non-empty SMILES", "ok", "Explicit valence", "ok", "ok"))),
+     Exit(0, rows=("ok", "expected a valid SMILES", "non-empty SMILES", ("ok", r"\[Na\+\]"), "Explicit valence",
+                   ("ok", "radical"), "ok"))),
+    # every kind of bad row in one file: one output row per input row, in order, the reason on each bad one
+    ("csv-every-kind-of-row", ("in.csv", "name,smiles\n" + "\n".join(f"m{k},{smi}" for k, smi in enumerate(
+        ["CCO", "not_a_smiles", "", "C1CC", "CC(C", "C(C)(C)(C)(C)C", "c1cccc1", "[H][H]", "C" * (MAX_ATOMS + 1),
+         "[Na+].CC(=O)[O-]", "[H]OC", "[CH3]", "[13CH3]O", "*CC", "[Xe]C(=O)O", "C[N+](C)(C)C", "C", "[Og]",
+         "C1" + "C" * 200 + "C1", "c1ccccc1O"])) + "\n"),
+     Exit(0, rows=("ok", "valid SMILES", "non-empty SMILES", "valid SMILES", "valid SMILES", "Explicit valence",
+                   "kekulize", "heavy atom", f"at most {MAX_ATOMS} atoms", ("ok", r"\[Na\+\]"), ("ok", "hydrogen"),
+                   ("ok", "radical"), ("ok", "isotope"), ("ok", r"\*|dummy"), ("ok", "Xe"), ("ok", "charge"), "ok",
+                   "ok", "ok", "ok"))),
     ("csv-no-smiles-column", ("in.csv", "formula\nCO\nNO\n"), Exit(2, r"smiles")),
     ("csv-empty", ("in.csv", ""), Exit(2, r"empty|header")),
     ("csv-header-only", ("in.csv", "smiles\n"), Exit(2, r"no|none|at least one|empty")),
@@ -334,6 +345,14 @@ MOLECULE_FILES = [
     ("file-unknown-suffix", ("in.xyz", "CCO\n"), Exit(2, r"\.csv|format|suffix|extension")),
     ("sdf-records-with-reasons", ("in.sdf", SDF_GOOD + SDF_PENTAVALENT + SDF_GARBAGE + SDF_GOOD),
      Exit(0, rows=("ok", "valence", r"(?i)rdkit|mol block|record|parse", "ok"))),
+]
+
+# files given to ``sciattr text --file`` (the topic classifier; at most 500 tokens a text)
+TEXT_FILES = [
+    ("text-file-every-kind-of-row", ("in.txt", "the striker scored twice\n\n   \n" + "market " * 600 + "\n"
+                                     "caf\u00e9 \U0001F600 zebra\nshares fell\tweather\nshares fell\tbusiness\n"),
+     Exit(0, rows=("ok", "non-empty", "non-empty", "at most", ("ok", "unknown"), r"class|topic|label",
+                   "ok"))),
 ]
 
 # ``sciattr ...`` argument lists ({tmp}: a temporary folder)
@@ -449,6 +468,7 @@ def all_cases() -> list[Case]:
     out += [Case(i, "molecule_call", inp, exp, p) for i, inp, exp, p in MOLECULE_CALLS]
     out += [Case(i, "molecule_zoo", inp, exp, p) for i, inp, exp, p in MOLECULE_ZOO]
     out += [Case(i, "molecule_file", inp, exp) for i, inp, exp in MOLECULE_FILES]
+    out += [Case(i, "text_file", inp, exp) for i, inp, exp in TEXT_FILES]
     out += [Case(i, "cli", inp, exp) for i, inp, exp in CLI]
     out += [Case(i, "classifier_row", inp, exp) for i, inp, exp in CLASSIFIER_ROWS]
     out += [Case(i, "lm_row", inp, exp) for i, inp, exp in LM_ROWS]
@@ -463,7 +483,7 @@ CASES = all_cases()
 AREAS = {
     "engine": ("engine", "engine_check"),
     "molecules": ("molecule_row", "molecule_alone", "molecule_call", "molecule_zoo", "molecule_file"),
-    "command line": ("cli",),
+    "command line": ("cli", "text_file"),
     "texts": ("classifier_row", "lm_row", "text_call", "g2p_row", "model_folder"),
     "saved results": ("saved_file",),
 }

@@ -249,7 +249,10 @@ def _check_rows(table: list[dict], rows: tuple):
     if table and "row" in table[0]:
         assert [int(r["row"]) for r in table] == list(range(len(rows))), "rows out of order"
     for k, (got, want) in enumerate(zip(table, rows)):
-        if want == "ok":
+        if isinstance(want, tuple):
+            assert got["status"] == "ok", f"row {k}: {got.get('error')}"
+            assert re.search(want[1], str(got.get("notes") or "")), f"row {k}: {want[1]!r} not in {got.get('notes')!r}"
+        elif want == "ok":
             assert got["status"] == "ok", f"row {k}: {got.get('error')}"
         else:
             assert got["status"] == "error", f"row {k} processed; expected {want!r}"
@@ -282,6 +285,17 @@ def run_molecule_file(case, tmp_path, fixtures):
         return
     assert "Traceback" not in err
     _check_rows(_batch_table(out), expect.rows)
+
+
+def run_text_file(case, tmp_path, fixtures):
+    name, content = case.input
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    out = tmp_path / "out"
+    code, err = _cli(["text", "--file", path, "--out-dir", out], fixtures["capsys"])
+    assert code == case.expect.code, f"exit code {code}; stderr: {err}"
+    assert "Traceback" not in err
+    _check_rows(_batch_table(out), case.expect.rows)
 
 
 def _prepare_cli_files(tmp: Path):
