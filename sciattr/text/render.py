@@ -24,6 +24,7 @@ from sciattr.errors import InputError, describe, require
 
 __all__ = [
     "GRAY",
+    "HTML_LEVELS",
     "NEUTRAL",
     "color_mode",
     "seq2seq_heatmap",
@@ -81,10 +82,10 @@ _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}
 .legend span{margin-right:1em}"""
 
 
-def _attribution_blocks(result, target: int) -> list[str]:
+def _attribution_blocks(result, target: int, level: str = "token") -> list[str]:
     blocks = []
     for i in range(result.n_examples):
-        pairs = result.to_tokens(i, target=target)
+        pairs = result.to_tokens(i, target=target) if level == "token" else result.to_words(i, target=target)
         fx = result._scalar(result.forward_x, i, target)
         fb = result._scalar(result.forward_baseline, i, target)
         label = result.target_labels[i] if i < len(result.target_labels) else result.target
@@ -97,9 +98,50 @@ def _attribution_blocks(result, target: int) -> list[str]:
     return blocks
 
 
-def write_html(result, path, title: str = "Token attributions", target: int = 0) -> Path:
-    """Write a self-contained HTML page with one coloured sentence per example (and the bad rows)."""
-    blocks = _attribution_blocks(result, target)
+#: Levels of :func:`write_html`.
+HTML_LEVELS = ("token", "word")
+
+
+def _matrix_blocks(result, level: str) -> list[str]:
+    """One line per output token (or word): the inputs it may depend on, coloured by their attribution to it."""
+    blocks = []
+    for i in range(result.n_examples):
+        row = result.rows[i] if i < len(result.rows) else i
+        label = result.target_labels[i] if i < len(result.target_labels) else result.target
+        lines = []
+        if level == "token":
+            outputs, inputs, values = result.output_tokens[i], result.token_texts(i), result.matrix(i)
+            context = [result.context_length(i, t) for t in range(len(outputs))]
+            gaps = [f"relative gap {g:.1e}" for g in result.output_gaps(i).tolist()]
+        else:
+            outputs, inputs, values = result.word_matrix(i)
+            context = [result.word_context(i, w) for w in range(len(outputs))]
+            gaps = [""] * len(outputs)
+        for t, out in enumerate(outputs):
+            pairs = list(zip(inputs[: context[t]], values[t, : context[t]].tolist()))
+            lines.append(f'<tr><td class="out"><b>{html.escape(out)}</b></td><td>{token_html(pairs)}</td>'
+                         f'<td class="meta">{gaps[t]}</td></tr>')
+        notes = "".join(f'<div class="note">{html.escape(n)}</div>'
+                        for n in (result.notes[i] if i < len(result.notes) else []))
+        blocks.append(f'<div class="meta">row {row} &middot; output {html.escape(str(label))}</div>{notes}'
+                      f'<table class="sentence">{"".join(lines)}</table>')
+    return blocks
+
+
+def write_html(result, path, title: str = "Token attributions", target: int = 0, level: str = "token") -> Path:
+    """Write a self-contained HTML page with one coloured sentence per example (and the bad rows).
+
+    ``level="token"`` colours tokens, ``"word"`` words (subword tokens summed by signed sums). For
+    output x input results (encoder--decoders, causal-LM continuations) there is one line per
+    output token (or output word) with the inputs it may depend on coloured by their attribution
+    to it; ``target`` is then unused.
+    """
+    if level not in HTML_LEVELS:
+        raise InputError(f"expected level in {HTML_LEVELS}; got {level!r}")
+    if hasattr(result, "output_tokens") and hasattr(result, "word_matrix"):
+        blocks = _matrix_blocks(result, level)
+    else:
+        blocks = _attribution_blocks(result, target, level)
     blocks += [f'<div class="error">row {e["row"]}: {html.escape(e["message"])}</div>'
                for e in getattr(result, "errors", [])]
     legend = ('<div class="legend"><span class="tok pos" style="background-color: rgb(214, 39, 40); color: '

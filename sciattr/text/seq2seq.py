@@ -480,12 +480,76 @@ class Seq2SeqAttribution(TokenAttribution):
     ``attributions[embedding_name]`` is ``(n, L, E, T)``; ``forward_x`` and ``forward_baseline``
     are ``(n, T)`` (the log-probability of each output token at the input and at the baseline).
     ``tokens[i]`` are the input tokens of example ``i`` and ``output_tokens[i]`` its output
-    tokens (``T_i <= T``).
+    tokens (``T_i <= T``). ``output_word_ids[i]`` (optional) gives the word of each output token
+    (``None``: a word of its own), used by :meth:`word_matrix`.
     """
 
     output_tokens: list = field(default_factory=list)
+    output_word_ids: list = field(default_factory=list)
 
     __repr__ = Attribution.__repr__
+
+    # ------------------------------------------------------------------ context and words
+    def context_length(self, example: int, output: int) -> int:
+        """Input tokens output token ``output`` may depend on (all of them for an encoder--decoder)."""
+        return len(self._positions(example))
+
+    def _input_word_ids(self, example: int) -> list:
+        word_ids = getattr(self, "word_ids", [])
+        if example < len(word_ids) and word_ids[example]:
+            return list(word_ids[example])
+        return list(range(len(self._positions(example))))
+
+    def _output_word_ids(self, example: int) -> list:
+        if example < len(self.output_word_ids) and self.output_word_ids[example]:
+            return list(self.output_word_ids[example])
+        return list(range(len(self.output_tokens[example])))
+
+    def word_matrix(self, example: int = 0) -> tuple[list[str], list[str], torch.Tensor]:
+        """``(output_words, input_words, matrix)``: :meth:`matrix` with its rows summed into output
+        words and its columns into input words (signed sums: a word's row is the attribution of
+        the sum of its tokens' log-probabilities, so completeness holds per word)."""
+        values = self.matrix(example)
+        out_groups = _groups(self.output_tokens[example], self._output_word_ids(example))
+        in_groups = _groups(self.token_texts(example), self._input_word_ids(example))
+        rows = torch.stack([values[idx].sum(0) for _, idx in out_groups]) if out_groups else values[:0]
+        cols = torch.stack([rows[:, idx].sum(1) for _, idx in in_groups], dim=1)
+        return [w for w, _ in out_groups], [w for w, _ in in_groups], cols
+
+    def word_context(self, example: int, word: int) -> int:
+        """Input words the output word ``word`` may depend on (words starting before its last token's context)."""
+        out_groups = _groups(self.output_tokens[example], self._output_word_ids(example))
+        last = out_groups[word][1][-1]
+        limit = self.context_length(example, last)
+        in_groups = _groups(self.token_texts(example), self._input_word_ids(example))
+        return sum(1 for _, idx in in_groups if idx[0] < limit)
+
+    # ------------------------------------------------------------------ tables
+    def _example_record(self, i: int) -> dict:
+        T = len(self.output_tokens[i])
+        fx, fb = float(self.forward_x[i, :T].sum()), float(self.forward_baseline[i, :T].sum())
+        total = float(self.matrix(i).sum())
+        return {"status": "ok", "input": " ".join(self.token_texts(i)), "output": " ".join(self.output_tokens[i]),
+                "target": self._label(i), "prediction": fx, "baseline_score": fb, "attribution_sum": total,
+                "gap": total - (fx - fb), "relative_gap": float(self.output_gaps(i).max()),
+                "steps": int(self.steps[i]), "notes": "; ".join(self.notes[i]) if i < len(self.notes) else "",
+                "error": ""}
+
+    def _level_records(self, i: int, level: str) -> list[dict]:
+        if level == "example":
+            return [self._example_record(i)]
+        if level == "token":
+            outputs, inputs, values = self.output_tokens[i], self.token_texts(i), self.matrix(i)
+            gaps = self.output_gaps(i).tolist()
+            context = [self.context_length(i, t) for t in range(len(outputs))]
+        else:
+            outputs, inputs, values = self.word_matrix(i)
+            gaps = [None] * len(outputs)
+            context = [self.word_context(i, w) for w in range(len(outputs))]
+        key = "token" if level == "token" else "word"
+        return [{"status": "ok", f"output_{key}": out, "output_position": t, key: inputs[k], "position": k,
+                 "attribution": float(values[t, k]), **({"relative_gap": gaps[t]} if gaps[t] is not None else {})}
+                for t, out in enumerate(outputs) for k in range(context[t])]
 
     def matrix(self, example: int = 0, how: str = "sum") -> torch.Tensor:
         """``(T_i, L_i)`` attribution of each output token (rows) to each input token (columns)."""
@@ -514,6 +578,16 @@ class Seq2SeqAttribution(TokenAttribution):
 
         return seq2seq_heatmap(self.matrix(example), self.output_tokens[example], self.token_texts(example), path,
                                title=title)
+
+
+def _groups(tokens: Sequence[str], word_ids: Sequence) -> list[tuple[str, list[int]]]:
+    """``[(word text, token indices), ...]`` in order of first token; ``None`` ids stand alone."""
+    from sciattr.text.tokens import _join_pieces
+
+    order: dict = {}
+    for k, wid in enumerate(word_ids):
+        order.setdefault(("token", k) if wid is None else ("word", wid), []).append(k)
+    return [(_join_pieces([tokens[k] for k in idx]), idx) for idx in order.values()]
 
 
 def write_seq2seq_report(res: Seq2SeqAttribution, out_path, title: str, example: int = 0) -> list[Path]:
