@@ -424,3 +424,36 @@ def test_load_any_corrupted_result(edits, cut, tmp_path_factory):
     except SciAttrError:
         return
     assert isinstance(res, sciattr.Attribution)
+
+
+JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-2**62, 2**62), st.floats(allow_nan=True),
+                        st.text(max_size=10))
+META = st.recursive(JSON_LEAVES, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.lists(inner, max_size=3).map(tuple),
+    st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-5, 5)), inner, max_size=3)), max_leaves=12)
+
+
+@st.composite
+def results(draw):
+    n = draw(st.integers(0, 3))
+    dtype = draw(st.sampled_from([torch.float16, torch.bfloat16, torch.float32, torch.float64]))
+    width = draw(st.integers(0, 3))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 1000)))
+    x = torch.randn(n, width, generator=g, dtype=F64).to(dtype)
+    if x.numel() and draw(st.booleans()):
+        x.reshape(-1)[0] = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
+    fx = torch.randn(n, generator=g, dtype=F64)
+    return sciattr.Attribution(
+        attributions={"x": x}, inputs={"x": x.clone()}, baselines={"x": torch.zeros_like(x)}, forward_x=fx,
+        forward_baseline=fx * 0, method="integrated_gradients", rule=draw(st.sampled_from(["trapezoid", "gl"])),
+        steps=torch.full((n,), 8), target=draw(st.text(max_size=5)), meta=draw(st.dictionaries(
+            st.text(max_size=8), META, max_size=4)))
+
+
+@budget(3)
+@given(res=results())
+def test_saved_results_round_trip_exactly(res, tmp_path_factory):
+    from test_storage import _same
+
+    path = tmp_path_factory.mktemp("roundtrip") / "r.safetensors"
+    _same(res, sciattr.load(res.save(path)))
