@@ -71,9 +71,37 @@ def trapezoid(n: int, dtype=torch.float64, device="cpu"):
     return _as(np.linspace(0.0, 1.0, n), dtype, device), _as(w, dtype, device)
 
 
+def _newton_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes/weights by Newton's method on P_n (O(n^2); the eigenvalue route is O(n^3)).
+
+    Half the nodes are computed (the rule is symmetric), from Tricomi's initial guesses.
+    """
+    m = (n + 1) // 2
+    x = np.cos(np.pi * (np.arange(1, m + 1) - 0.25) / (n + 0.5))
+    for _ in range(50):
+        p0, p1 = np.ones_like(x), x.copy()
+        for j in range(2, n + 1):
+            p0, p1 = p1, ((2 * j - 1) * x * p1 - (j - 1) * p0) / j
+        dp = n * (x * p1 - p0) / (x * x - 1.0)
+        step = p1 / dp
+        x = x - step
+        if np.max(np.abs(step)) < 1e-16:
+            break
+    p0, p1 = np.ones_like(x), x.copy()
+    for j in range(2, n + 1):
+        p0, p1 = p1, ((2 * j - 1) * x * p1 - (j - 1) * p0) / j
+    dp = n * (x * p1 - p0) / (x * x - 1.0)
+    w = 2.0 / ((1.0 - x * x) * dp * dp)
+    if n % 2:
+        x[-1] = 0.0
+    xs = np.concatenate([-x, x[::-1][n % 2:]])
+    ws = np.concatenate([w, w[::-1][n % 2:]])
+    return xs, ws
+
+
 @functools.lru_cache(maxsize=64)
 def _legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = np.polynomial.legendre.leggauss(n)
+    x, w = np.polynomial.legendre.leggauss(n) if n <= 128 else _newton_legendre(n)
     x.setflags(write=False)
     w.setflags(write=False)
     return x, w
