@@ -3,8 +3,11 @@
 The core is domain-free::
 
     from sciattr import integrated_gradients
-    result = integrated_gradients(model, {"atoms": atoms, "pairs": pairs}, target=0, steps=64)
-    result.attributions["atoms"], result.completeness_gap
+    result = integrated_gradients(model, {"atoms": atoms, "pairs": pairs}, target=0)
+    result.attributions["atoms"], result.completeness_gap, result.converged
+
+Every option (steps, rule, tolerance, baselines, ...) is defined once, in :class:`Settings`;
+keyword arguments build one.
 
 Domains live in :mod:`sciattr.chem` and :mod:`sciattr.text` (optional dependencies).
 """
@@ -28,6 +31,7 @@ from sciattr.errors import (
     TargetError,
 )
 from sciattr.result import Attribution, PathRecord
+from sciattr.settings import Settings
 from sciattr.storage import load
 
 __version__ = "0.1.0"
@@ -41,6 +45,7 @@ __all__ = [
     "ModelOutputError",
     "PathRecord",
     "SciAttrError",
+    "Settings",
     "StraightLine",
     "TargetError",
     "attribute",

@@ -1,22 +1,26 @@
 """The batched attribution engine: integrated gradients, gradients and gradient x input.
 
-One function does the work (:func:`attribute`); the named methods are thin wrappers. The
-(example x path-node) grid is flattened and cut into chunks bounded by ``batch_size`` replicas
-or a ``memory_budget``; each chunk is one forward and one backward pass (one backward per
-target when several targets are attributed together). ``F(x)`` and ``F(x')``, needed for the
-completeness check but not for the integral, join the path nodes when everything fits in one
-pass (or when ``store_path=True`` records their gradients); otherwise they are evaluated last,
-in forward passes without autograd. Nothing here depends on the device: tensors stay where the
-inputs are.
+One function does the work (:func:`attribute`); the named methods are thin wrappers. Planning
+and execution are separate: a *level* decides which path nodes each example needs (the first
+level, then refinements that add only the new nodes of a nested rule), a :class:`_Grid` lists
+the replicas (example x node) with their backward seed and accumulator class, and the
+:class:`_Executor` cuts grids into passes bounded by ``batch_size`` replicas or a
+``memory_budget`` and runs each as one forward and one backward (one backward per target when
+several targets are attributed together). ``F(x)`` and ``F(x')`` are end points of the nested
+rules; for the others they join the path nodes when everything fits in one pass and are
+otherwise evaluated in forward passes without autograd. Nothing here depends on the device:
+tensors stay where the inputs are.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -32,8 +36,9 @@ from sciattr.core.batching import (
 from sciattr.core.paths import StraightLine, resolve_path
 from sciattr.core.quadrature import quadrature
 from sciattr.core.targets import resolve_target
-from sciattr.errors import ConvergenceWarning, InputError, ModelOutputError, describe
+from sciattr.errors import ConvergenceWarning, InputError, ModelOutputError, SciAttrError, describe
 from sciattr.result import Attribution, PathRecord
+from sciattr.settings import Settings, resolve_settings
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -83,6 +88,8 @@ def normalize_inputs(inputs: Inputs) -> tuple[dict[str, torch.Tensor], bool]:
             )
         if x.dim() == 0:
             raise InputError(f"input {name!r} must have a leading example (or row) dimension; got a scalar")
+        if x.shape[0] > 0 and x.numel() == 0:
+            raise InputError(f"input {name!r} must have at least one feature per row; got shape {tuple(x.shape)}")
         if not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).reshape(x.shape[0], -1).any(1).nonzero().flatten().tolist()
             raise InputError(f"input {name!r} contains non-finite values in rows {bad[:10]}")
@@ -157,6 +164,31 @@ def _warn_training(model):
                           stacklevel=3)
 
 
+@contextlib.contextmanager
+def _model_as_found(model):
+    """Leave a model exactly as it was found: a model in training mode updates buffers such as
+    batch-norm running statistics on every forward; they are restored afterwards (also on error)."""
+    saved = []
+    if isinstance(model, torch.nn.Module) and model.training:
+        saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        if saved:
+            with torch.no_grad():
+                for buf, value in saved:
+                    buf.copy_(value)
+
+
+def _check_model_dtype(model, dtype: torch.dtype) -> None:
+    if not isinstance(model, torch.nn.Module):
+        return
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if p is not None and p.dtype != dtype:
+        raise InputError(f"expected inputs of the model's dtype {p.dtype}; got {dtype}. Convert the inputs "
+                         f"(x.to({p.dtype})) or the model (model.to({dtype}))")
+
+
 class _Problem:
     """Validated inputs of one attribution call."""
 
@@ -169,6 +201,10 @@ class _Problem:
         self.n = _example_count(self.named, segments)
         x0 = next(iter(self.named.values()))
         self.device, self.dtype = x0.device, x0.dtype
+        dtypes = {x.dtype for x in self.named.values()}
+        if len(dtypes) > 1:
+            raise InputError(f"all inputs must have one floating-point dtype; got {sorted(map(str, dtypes))}")
+        _check_model_dtype(model, self.dtype)
         if not isinstance(baselines, Mapping) or isinstance(baselines, torch.Tensor):
             if self.bare or not isinstance(baselines, torch.Tensor):
                 baselines = {name: baselines for name in self.named}
@@ -189,6 +225,9 @@ class _Problem:
             self.segments = {k: v.to(self.device).long() for k, v in segments.items()}
         self.index = {name: RowIndex(None if self.segments is None else self.segments[name], self.n,
                                      x.shape[0], self.device) for name, x in self.named.items()}
+        # the example each row belongs to
+        self.row_example = {name: (torch.arange(x.shape[0], device=self.device) if self.segments is None
+                                   else self.segments[name]) for name, x in self.named.items()}
         self.forward_kwargs = dict(forward_kwargs or {})
         self.method_name = method_name
         # elements per example, a proxy for memory per replica
@@ -200,40 +239,300 @@ class _Problem:
 
     def call(self, leaves: dict[str, torch.Tensor], replicas: Replicas):
         kwargs = _gather_kwargs(self.forward_kwargs, self.n, replicas.example, self.ragged)
-        if self.bare:
-            return self.model(leaves[DEFAULT_INPUT_NAME], **kwargs)
-        if self.ragged:
-            return self.model(**leaves, replicas=replicas, **kwargs)
-        return self.model(**leaves, **kwargs)
+        try:
+            if self.bare:
+                return self.model(leaves[DEFAULT_INPUT_NAME], **kwargs)
+            if self.ragged:
+                return self.model(**leaves, replicas=replicas, **kwargs)
+            return self.model(**leaves, **kwargs)
+        except SciAttrError:
+            raise
+        except (RuntimeError, TypeError, ValueError, IndexError, KeyError) as exc:
+            shapes = {k: tuple(v.shape) for k, v in leaves.items()}
+            raise ModelOutputError(f"the model raised {type(exc).__name__} on inputs {shapes}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''}"[:600]) from exc
+
+    def rows_of(self, name: str, examples: torch.Tensor) -> torch.Tensor:
+        """Rows of input ``name`` that belong to ``examples``."""
+        if self.segments is None:
+            return examples
+        return torch.isin(self.segments[name], examples).nonzero().flatten()
 
 
-def _target_gradients(scores: torch.Tensor, leaves: list, row_weights: torch.Tensor | None):
+def _target_gradients(scores: torch.Tensor, leaves: list, seed: torch.Tensor):
     """Gradients of every column of ``scores`` (rows, T) with respect to ``leaves``, one list per target.
 
-    Replicas are independent, so seeding the backward pass with ``row_weights`` (the quadrature
-    weight of each replica) returns weighted gradients without a separate multiplication;
-    ``None`` seeds with ones (plain gradients). All targets share one forward pass; their backward
-    passes run one after another on the retained graph. (Batching them with ``is_grads_batched``
-    was measured slower on CPU for MLPs and is unsupported for fused RNN kernels.)
+    Replicas are independent, so seeding the backward pass with ``seed`` (the quadrature weight of
+    each replica, or ones) returns weighted gradients without a separate multiplication. All
+    targets share one forward pass; their backward passes run one after another on the retained
+    graph. (Batching them with ``is_grads_batched`` was measured slower on CPU for MLPs and is
+    unsupported for fused RNN kernels.)
     """
     T = scores.shape[1]
-    seed = torch.ones_like(scores[:, 0]) if row_weights is None else row_weights.to(scores.dtype)
+    seed = seed.to(scores.dtype)
     return [torch.autograd.grad(scores[:, t], leaves, grad_outputs=seed, retain_graph=t < T - 1,
                                 allow_unused=True)
             for t in range(T)]
 
 
-def _nodes(method, steps, dtype, device, need_ends: bool):
-    alphas, weights = quadrature(method, steps, dtype, device)
-    extra = []
-    if need_ends:
-        for end in (0.0, 1.0):
-            if not bool((alphas == end).any()):
-                extra.append(end)
-    if extra:
-        alphas = torch.cat([alphas, torch.tensor(extra, dtype=dtype, device=device)])
-        weights = torch.cat([weights, torch.zeros(len(extra), dtype=dtype, device=device)])
-    return alphas, weights
+# ---------------------------------------------------------------------------------------------- rules
+#: Rules whose nodes nest under doubling, with the weight of the end points alpha = 0 and alpha = 1
+#: relative to an interior node (interior nodes weigh 1/N with N intervals).
+NESTED_RULES = {"trapezoid": (0.5, 0.5), "riemann_trapezoid": (0.5, 0.5),
+                "riemann_left": (1.0, 0.0), "riemann_right": (0.0, 1.0)}
+
+# accumulator classes of a nested rule: the end points, the interior nodes of the coarser level
+# ("old") and the nodes the last level added ("new"); a non-nested rule keeps one weighted sum
+END0, END1, OLD, NEW = 0, 1, 2, 3
+WEIGHTED = 0
+SKIP = -1  # forward only (an end point with weight zero)
+
+
+@dataclass
+class _Grid:
+    """Replicas to evaluate: example, path position, backward seed and accumulator class of each.
+
+    ``record`` (optional) is the position of each replica's node in the recorded path."""
+
+    example: torch.Tensor
+    alpha: torch.Tensor
+    seed: torch.Tensor
+    cls: torch.Tensor
+    record: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.example.shape[0])
+
+    def part(self, mask: torch.Tensor) -> _Grid:
+        return _Grid(self.example[mask], self.alpha[mask], self.seed[mask], self.cls[mask],
+                     None if self.record is None else self.record[mask])
+
+    def slice(self, start: int, stop: int) -> _Grid:
+        return _Grid(self.example[start:stop], self.alpha[start:stop], self.seed[start:stop],
+                     self.cls[start:stop], None if self.record is None else self.record[start:stop])
+
+    @staticmethod
+    def cross(examples: torch.Tensor, alphas, seeds, classes, record=None) -> _Grid:
+        k = alphas.shape[0]
+        return _Grid(examples.repeat_interleave(k), alphas.repeat(examples.shape[0]),
+                     seeds.repeat(examples.shape[0]), classes.repeat(examples.shape[0]),
+                     None if record is None else record.repeat(examples.shape[0]))
+
+
+class _Level:
+    """The nodes of one refinement level for a rule: which alphas, which seed and accumulator class."""
+
+    def __init__(self, rule, dtype, device):
+        self.rule, self.dtype, self.device = rule, dtype, device
+        self.nested = isinstance(rule, str) and rule.lower() in NESTED_RULES
+        self.ends = NESTED_RULES[rule.lower()] if self.nested else None
+
+    def _t(self, values) -> torch.Tensor:
+        return torch.as_tensor(values, dtype=torch.float64).to(dtype=self.dtype, device=self.device)
+
+    def first(self, k: int, with_ends: bool = True):
+        """Nodes of the first level with ``k`` intervals: (alphas, seeds, classes)."""
+        if self.nested:
+            j = torch.arange(k + 1, dtype=torch.float64)
+            cls = torch.where(j % 2 == 0, OLD, NEW)
+            cls[0], cls[-1] = END0, END1
+            seeds = torch.ones(k + 1, dtype=torch.float64)
+            c0, c1 = self.ends
+            if c0 == 0:
+                cls[0], seeds[0] = SKIP, 0.0
+            if c1 == 0:
+                cls[-1], seeds[-1] = SKIP, 0.0
+            return self._t(j / k), self._t(seeds), cls.to(self.device)
+        alphas, weights = quadrature(self.rule, k, self.dtype, self.device)
+        cls = torch.full((alphas.shape[0],), WEIGHTED, dtype=torch.long, device=self.device)
+        if with_ends:
+            extra = [end for end in (0.0, 1.0) if not bool((alphas == end).any())]
+            if extra:
+                alphas = torch.cat([alphas, self._t(extra)])
+                weights = torch.cat([weights, self._t([0.0] * len(extra))])
+                cls = torch.cat([cls, torch.full((len(extra),), SKIP, dtype=torch.long, device=self.device)])
+        cls = torch.where(weights == 0, SKIP, cls)
+        return alphas, weights, cls
+
+    def refine(self, k: int):
+        """Nodes added when going from ``k`` to ``2k`` intervals (all nodes for a non-nested rule)."""
+        if self.nested:
+            j = torch.arange(k, dtype=torch.float64)
+            return (self._t((2 * j + 1) / (2 * k)), self._t(torch.ones(k)),
+                    torch.full((k,), NEW, dtype=torch.long, device=self.device))
+        return self.first(2 * k, with_ends=False)
+
+    def n_classes(self) -> int:
+        return 4 if self.nested else 1
+
+
+def _node_count(level: _Level, k: int) -> int:
+    """Distinct nodes of the first level with ``k`` intervals, end points included."""
+    alphas, _, _ = level.first(k)
+    return int(alphas.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------- passes
+class _Accumulators:
+    """Per-class sums of (seeded) gradients for every row, F at the end points, and the path record."""
+
+    def __init__(self, problem: _Problem, n_classes: int, store_path: bool):
+        self.problem, self.C, self.store_path = problem, n_classes, store_path
+        self.T: int | None = None
+        self.sums: dict[str, torch.Tensor] = {}
+        self.f0 = self.f1 = None
+        self.record_alphas: list[torch.Tensor] = []
+        self.record_scores: list[torch.Tensor] = []
+        self.record_grads: dict[str, list[torch.Tensor]] = {}
+
+    def start(self, T: int, dtype) -> None:
+        p = self.problem
+        if self.T is None:
+            self.T = T
+            self.f0 = torch.full((p.n, T), torch.nan, dtype=dtype, device=p.device)
+            self.f1 = torch.full((p.n, T), torch.nan, dtype=dtype, device=p.device)
+            for name, x in p.named.items():
+                self.sums[name] = torch.zeros((T, self.C) + tuple(x.shape), dtype=x.dtype, device=p.device)
+        elif T != self.T:
+            raise ModelOutputError(f"the target gave {T} scores per example; earlier {self.T}")
+
+    def open_record(self, alphas: torch.Tensor) -> None:
+        """Start recording a block of nodes (store_path): every example at every one of ``alphas``."""
+        p = self.problem
+        self.record_alphas.append(alphas)
+        self.record_scores.append(None)
+        for name, x in p.named.items():
+            self.record_grads.setdefault(name, []).append(None)
+
+    def reset(self, examples: torch.Tensor, classes) -> None:
+        for name, s in self.sums.items():
+            rows = self.problem.rows_of(name, examples)
+            for c in classes:
+                s[:, c, rows] = 0
+
+    def promote(self, examples: torch.Tensor) -> None:
+        """Nested refinement: the newest nodes become part of the coarser level."""
+        for name, s in self.sums.items():
+            rows = self.problem.rows_of(name, examples)
+            s[:, OLD, rows] += s[:, NEW, rows]
+            s[:, NEW, rows] = 0
+
+
+def _evaluate(problem: _Problem, grid: _Grid, acc: _Accumulators, with_grad: bool, labels,
+              measure: bool = False, exclude=frozenset()):
+    """One forward (and backward) pass over ``grid``; adds into ``acc``. Returns saved bytes if measuring."""
+    named, base = problem.named, problem.baselines
+    ex, alpha = grid.example, grid.alpha
+    reps = Replicas(example=ex, alpha=alpha)
+    leaves, rows_of, rep_of, vel = {}, {}, {}, {}
+    for name, x in named.items():
+        rows, rep, first = problem.index[name].gather(ex)
+        reps.rows[name], reps.row_replica[name], reps.first[name] = rows, rep, first
+        reps.index[name] = problem.index[name]
+        a = alpha.index_select(0, rep).reshape((-1,) + (1,) * (x.dim() - 1))
+        path = problem.paths[name]
+        xr = x.index_select(0, rows)
+        # the straight line from zeros needs no baseline rows: x' + a (x - x') = a x
+        br = None if name in problem.zero_line else base[name].index_select(0, rows)
+        point = xr * a.to(xr.dtype) if br is None else path.point(xr, br, a)
+        if not getattr(path, "constant_velocity", False):
+            vel[name] = path.velocity(xr, br, a).detach()
+        leaves[name] = point.detach().requires_grad_(with_grad)
+        rows_of[name], rep_of[name] = rows, rep
+    ctx = measure_saved_bytes(exclude) if measure else contextlib.nullcontext()
+    with ctx as meter, torch.set_grad_enabled(with_grad):
+        output = problem.call(leaves, reps)
+        scores = problem.selector(output, ex)
+    T = scores.shape[1]
+    if problem.selector.multi is False and T != 1:
+        raise ModelOutputError(f"expected one score per example; the target gave {T}")
+    acc.start(T, scores.dtype)
+    finite = torch.isfinite(scores).all(1)
+    if not bool(finite.all()):
+        bad = ex[~finite].unique().tolist()
+        raise ModelOutputError(f"the model output is not finite for example(s) {_names(bad, labels)} "
+                               f"(at alpha in {sorted(set(alpha[~finite].tolist()))[:5]})")
+    det = scores.detach()
+    for end, store in ((0.0, acc.f0), (1.0, acc.f1)):
+        at = alpha == end
+        if bool(at.any()):
+            store[ex[at]] = det[at]
+    if acc.store_path and grid.record is not None:
+        block = acc.record_scores
+        if block[-1] is None:
+            k = acc.record_alphas[-1].shape[0]
+            block[-1] = torch.zeros((problem.n, k, T), dtype=det.dtype, device=problem.device)
+        block[-1][ex, grid.record] = det
+    if not with_grad:
+        return None
+    if not scores.requires_grad:
+        raise ModelOutputError("the score does not depend differentiably on the inputs: the model output has "
+                               "no gradient path to them (was it computed under torch.no_grad, detached, or "
+                               "from integer operations?)")
+    names = list(leaves)
+    graded = grid.cls != SKIP
+    seed = grid.seed if not acc.store_path else torch.ones_like(grid.seed)
+    for t, grads in enumerate(_target_gradients(scores, [leaves[k] for k in names], seed)):
+        for name, g in zip(names, grads):
+            if g is None:
+                raise InputError(
+                    f"the model output does not depend differentiably on input {name!r}: expected a "
+                    f"floating-point path from {name!r} to the score, got none (was it detached, "
+                    f"rounded or used as an index?)"
+                )
+            x = named[name]
+            rep = rep_of[name]
+            ok_rows = graded.index_select(0, rep)
+            bad_rows = ok_rows & ~torch.isfinite(g.reshape(g.shape[0], -1)).all(1)
+            if bool(bad_rows.any()):
+                bad_rep = rep[bad_rows]
+                _poisoned_by_other_outputs(output, bad_rep, ex, alpha, labels)
+                raise ModelOutputError(
+                    f"the gradient of the score with respect to {name!r} is not finite for example(s) "
+                    f"{_names(ex[bad_rep].unique().tolist(), labels)} at alpha in "
+                    f"{sorted(set(alpha[bad_rep].tolist()))[:5]} although the output is finite (e.g. sqrt or "
+                    f"norm at zero); a rule that does not evaluate the end points (rule='riemann_middle' or "
+                    f"'gausslegendre') or another baseline avoids alpha = 0")
+            if acc.store_path:
+                w = grid.seed.index_select(0, rep).reshape((-1,) + (1,) * (x.dim() - 1)).to(g.dtype)
+                contrib = g * w
+            else:
+                contrib = g
+            if name in vel:
+                contrib = contrib * vel[name]
+            cls = grid.cls.index_select(0, rep)
+            keep = cls != SKIP
+            if not bool(keep.all()):
+                contrib, rows_k, cls = contrib[keep], rows_of[name][keep], cls[keep]
+            else:
+                rows_k = rows_of[name]
+            flat = acc.sums[name][t].reshape((-1,) + tuple(x.shape[1:]))  # a view: (C * rows, ...)
+            flat.index_add_(0, cls * x.shape[0] + rows_k, contrib.to(flat.dtype))
+            if acc.store_path and grid.record is not None:
+                block = acc.record_grads[name]
+                if block[-1] is None:
+                    k = acc.record_alphas[-1].shape[0]
+                    block[-1] = torch.zeros((acc.T, k) + tuple(x.shape), dtype=x.dtype, device=problem.device)
+                block[-1][t].index_put_((grid.record.index_select(0, rep), rows_of[name]), g.detach())
+    return meter.bytes if measure else None
+
+
+def _poisoned_by_other_outputs(output, bad_rep, ex, alpha, labels) -> None:
+    """Raise when the target's gradient is NaN because *another* output value is not finite there.
+
+    Autograd sends a zero seed through every output; where a non-target output is infinite its
+    backward multiplies 0 by an infinite derivative (``log(0)``, ``1/0``) and the NaN flows into
+    the target's gradient. Nothing outside the model can undo that, so it is named precisely."""
+    if not isinstance(output, torch.Tensor) or output.dim() < 2 or output.shape[0] != ex.shape[0]:
+        return
+    out = output.detach()[bad_rep].reshape(bad_rep.shape[0], -1)
+    cols = (~torch.isfinite(out)).any(0).nonzero().flatten().tolist()
+    if cols:
+        raise ModelOutputError(
+            f"the model output column(s) {cols[:10]} (not the target) are not finite for example(s) "
+            f"{_names(ex[bad_rep].unique().tolist(), labels)} at alpha in {sorted(set(alpha[bad_rep].tolist()))[:5]}; "
+            f"autograd multiplies their zero seed by an infinite derivative, which makes the target's gradient NaN: "
+            f"keep every output finite along the path (e.g. clamp the argument of a log) or choose another baseline")
 
 
 #: Bytes autograd saved per unit of input cost, by model weights and input kind (most recent last).
@@ -253,167 +552,328 @@ def _probe_key(problem: _Problem, weights: frozenset):
     return weights, type(problem.model).__qualname__, inputs, problem.method_name
 
 
-def _run(problem: _Problem, examples: torch.Tensor, alphas, weights, batch_size,
-         budget, store_path: bool):
-    """Integrate over the given examples; returns accumulators over all rows (only those rows filled)."""
-    named, base, dev = problem.named, problem.baselines, problem.device
-    K = alphas.shape[0]
-    n_sel = examples.shape[0]
-    # Nodes of weight zero (the end points added for the completeness check) need only F: when
-    # the weighted nodes take several passes they are evaluated afterwards in forward passes
-    # without autograd (unless the interior gradients are recorded there too).
-    graded = torch.ones(K, dtype=torch.bool, device=dev) if store_path else weights != 0
-    grad_nodes, plain_nodes = graded.nonzero().flatten(), (~graded).nonzero().flatten()
-    grid_ex = examples.repeat_interleave(grad_nodes.shape[0])
-    grid_node = grad_nodes.repeat(n_sel)
-    cost = problem.cost[grid_ex.cpu()]
-    T = None
-    acc: dict[str, torch.Tensor] = {}
-    scores_all = None
-    interior: dict[str, torch.Tensor] = {}
+class _Executor:
+    """Cuts grids into passes bounded by ``batch_size`` replicas or a memory budget, and runs them.
 
-    def process(start, stop, measure=False, exclude=frozenset(), grid=None, with_grad=True):
-        nonlocal T, scores_all
-        ex, node = (grid_ex, grid_node) if grid is None else grid
-        ex, node = ex[start:stop], node[start:stop]
-        alpha = alphas[node]
-        reps = Replicas(example=ex, alpha=alpha)
-        leaves, rows_of, rep_of, vel = {}, {}, {}, {}
-        for name, x in named.items():
-            rows, rep, first = problem.index[name].gather(ex)
-            reps.rows[name], reps.row_replica[name], reps.first[name] = rows, rep, first
-            reps.index[name] = problem.index[name]
-            a = alpha.index_select(0, rep).reshape((-1,) + (1,) * (x.dim() - 1))
-            path = problem.paths[name]
-            xr = x.index_select(0, rows)
-            # the straight line from zeros needs no baseline rows: x' + a (x - x') = a x
-            br = None if name in problem.zero_line else base[name].index_select(0, rows)
-            point = xr * a.to(xr.dtype) if br is None else path.point(xr, br, a)
-            if not getattr(path, "constant_velocity", False):
-                vel[name] = path.velocity(xr, br, a).detach()
-            leaves[name] = point.detach().requires_grad_(with_grad)
-            rows_of[name], rep_of[name] = rows, rep
-        ctx = measure_saved_bytes(exclude) if measure else contextlib.nullcontext()
-        with ctx as meter, torch.set_grad_enabled(with_grad):
-            output = problem.call(leaves, reps)
-            scores = problem.selector(output, ex)
-        if T is None:
-            T = scores.shape[1]
-            if problem.selector.multi is False and T != 1:
-                raise ModelOutputError(f"expected one score per example; the target gave {T}")
-            scores_all = torch.zeros(problem.n, K, T, dtype=scores.dtype, device=dev)
-            for name, x in named.items():
-                acc[name] = torch.zeros((T,) + tuple(x.shape), dtype=x.dtype, device=dev)
-                if store_path:
-                    interior[name] = torch.zeros((T, K) + tuple(x.shape), dtype=x.dtype, device=dev)
-        elif scores.shape[1] != T:
-            raise ModelOutputError(f"the target gave {scores.shape[1]} scores per example; earlier {T}")
-        if not torch.isfinite(scores).all():
-            bad = ex[~torch.isfinite(scores).all(1)].unique().tolist()
-            raise ModelOutputError(f"the model output is not finite for examples {bad[:10]} "
-                                   f"(at alpha in {sorted(set(alpha[~torch.isfinite(scores).all(1)].tolist()))[:5]})")
-        scores_all[ex, node] = scores.detach()
-        if not with_grad:
+    The budget becomes a bound on input cost per pass through a probe: the first pass of a call
+    measures the bytes autograd saves (the model's weights excluded), once per model and kind of
+    input (remembered across calls)."""
+
+    def __init__(self, problem: _Problem, batch_size, budget, labels):
+        self.problem, self.batch_size, self.budget, self.labels = problem, batch_size, budget, labels
+        self.max_cost = None if budget is None else self._known()
+
+    def _known(self):
+        self.weights = parameter_storages(self.problem.model)
+        self.key = _probe_key(self.problem, self.weights)
+        known = _PROBED.get(self.key) if self.key is not None else None
+        if known is None:
             return None
-        w = weights[node]
-        names = list(leaves)
-        # with the path stored, plain gradients are kept and weighted afterwards
-        seeded = None if store_path else w
-        for t, grads in enumerate(_target_gradients(scores, [leaves[k] for k in names], seeded)):
-            for name, g in zip(names, grads):
-                if g is None:
-                    raise InputError(
-                        f"the model output does not depend differentiably on input {name!r}: expected a "
-                        f"floating-point path from {name!r} to the score, got none (was it detached, "
-                        f"rounded or used as an index?)"
-                    )
-                x = named[name]
-                if seeded is None:
-                    contrib = g * w.index_select(0, rep_of[name]).reshape((-1,) + (1,) * (x.dim() - 1)).to(g.dtype)
-                else:
-                    contrib = g
-                if name in vel:
-                    contrib = contrib * vel[name]
-                acc[name][t].index_add_(0, rows_of[name], contrib)
-                if store_path:
-                    interior[name][t].index_put_((node[rep_of[name]], rows_of[name]), g.detach())
-        return meter.bytes if measure else None
-
-    total = grid_ex.shape[0]
-    max_cost = None
-    if batch_size is not None:
-        chunks = plan_chunks(cost, batch_size, None if budget is None else math.inf)
-        if budget is not None:
-            chunks = None
-    else:
-        chunks = None
-    weights_known = parameter_storages(problem.model) if chunks is None else frozenset()
-    key = _probe_key(problem, weights_known)
-    known = _PROBED.get(key) if chunks is None and key is not None else None
-    if known is not None:
-        # this model has been probed on inputs of this kind: its bytes per unit of input are known
         with contextlib.suppress(KeyError):  # another thread may have evicted it meanwhile
-            _PROBED.move_to_end(key)
-        max_cost = budget / (2.0 * known)
-        chunks = plan_chunks(cost, batch_size, max_cost)
-    if plain_nodes.numel() and chunks is not None and len(chunks) == 1:
-        # everything fits in one pass: the end points ride along (a separate forward-only pass
-        # would cost more than their share of the backward)
-        every = (examples.repeat_interleave(K), torch.arange(K, device=dev).repeat(n_sel))
-        if len(plan_chunks(problem.cost[every[0].cpu()], batch_size, max_cost)) == 1:
-            process(0, every[0].shape[0], grid=every)
-            return acc, scores_all, interior, T
-    if chunks is None:
+            _PROBED.move_to_end(self.key)
+        return self.budget / (2.0 * known)
+
+    @property
+    def planned(self) -> bool:
+        return self.budget is None or self.max_cost is not None
+
+    def chunks(self, grid: _Grid) -> list[tuple[int, int]]:
+        cost = self.problem.cost[grid.example.cpu()]
+        limit = None if self.budget is None else self.max_cost
+        return plan_chunks(cost, self.batch_size, limit)
+
+    def fits_in_one(self, grid: _Grid) -> bool:
+        return self.planned and len(self.chunks(grid)) <= 1
+
+    def run(self, grid: _Grid, acc: _Accumulators, with_grad: bool = True) -> None:
+        if len(grid) == 0:
+            return
+        start = 0
+        if not self.planned and with_grad:
+            start = self._probe(grid, acc)
+        rest = grid.slice(start, len(grid))
+        for s, e in self.chunks(rest):
+            _evaluate(self.problem, rest.slice(s, e), acc, with_grad, self.labels)
+
+    def _probe(self, grid: _Grid, acc: _Accumulators) -> int:
         # A probe chunk measures the bytes autograd saves per unit of input. The model's weights do
         # not grow with the chunk: they are excluded where the model's modules are known; otherwise
         # a second probe is taken and the difference of the two is used.
-        cap = total if batch_size is None else min(total, batch_size)
-        stop1 = min(16 if weights_known else 2, cap)
-        saved1 = process(0, stop1, measure=True, exclude=weights_known)
+        total = len(grid)
+        cost = self.problem.cost[grid.example.cpu()]
+        cap = total if self.batch_size is None else min(total, self.batch_size)
+        stop1 = min(16 if self.weights else 2, cap)
+        saved1 = _evaluate(self.problem, grid.slice(0, stop1), acc, True, self.labels, measure=True,
+                           exclude=self.weights)
         c1 = float(cost[:stop1].sum())
-        stop2 = stop1 if weights_known else min(stop1 + 8, total, stop1 + cap)
+        stop2 = stop1 if self.weights else min(stop1 + 8, total, stop1 + cap)
         if stop2 > stop1:
-            saved2 = process(stop1, stop2, measure=True)
+            saved2 = _evaluate(self.problem, grid.slice(stop1, stop2), acc, True, self.labels, measure=True)
             c2 = float(cost[stop1:stop2].sum())
             marginal = (saved2 - saved1) / (c2 - c1) if c2 > c1 and saved2 > saved1 else saved2 / max(c2, 1.0)
         else:
             marginal = saved1 / max(c1, 1.0)
         per_cost = max(marginal, 1e-3)
-        if key is not None:
-            _PROBED[key] = per_cost
+        if self.key is not None:
+            _PROBED[self.key] = per_cost
             while len(_PROBED) > _PROBED_MAX:
                 _PROBED.popitem(last=False)
         # saved activations + gradients of the leaves + the outputs: keep a 2x margin
-        max_cost = budget / (2.0 * per_cost)
-        rest = plan_chunks(cost[stop2:], batch_size, max_cost)
-        chunks = [(s + stop2, e + stop2) for s, e in rest]
-    for start, stop in chunks:
-        process(start, stop)
-    if plain_nodes.numel():
-        plain = (examples.repeat_interleave(plain_nodes.shape[0]), plain_nodes.repeat(n_sel))
-        # without saved activations a pass holds less; chunks of the same cost are safe
-        for start, stop in plan_chunks(problem.cost[plain[0].cpu()], batch_size, max_cost):
-            process(start, stop, grid=plain, with_grad=False)
-    return acc, scores_all, interior, T
+        self.max_cost = self.budget / (2.0 * per_cost)
+        return stop2
+
+
+def _run_grid(executor: _Executor, grid: _Grid, acc: _Accumulators) -> None:
+    """Evaluate a grid: nodes with a gradient in backward passes, forward-only nodes (weight-zero
+    end points) in passes without autograd -- or together in one pass when everything fits."""
+    graded = grid.cls != SKIP
+    if acc.store_path or bool(graded.all()):
+        executor.run(grid, acc)
+        return
+    if executor.fits_in_one(grid):
+        # one pass: the end points ride along (a separate forward-only pass would cost more than
+        # their share of the backward)
+        executor.run(grid, acc)
+        return
+    executor.run(grid.part(graded), acc)
+    executor.run(grid.part(~graded), acc, with_grad=False)
+
+
+# ---------------------------------------------------------------------------------------------- levels
+def _names(examples, labels) -> str:
+    shown = [labels[i] if labels is not None else i for i in examples[:10]]
+    more = f" and {len(examples) - 10} more" if len(examples) > 10 else ""
+    return f"{shown}{more}"
+
+
+class _Integral:
+    """Turns accumulated gradient sums into attributions, gaps and error estimates per example."""
+
+    def __init__(self, problem: _Problem, level: _Level, acc: _Accumulators, scale_by_input: bool):
+        self.p, self.level, self.acc, self.scale_by_input = problem, level, acc, scale_by_input
+
+    def _per_row(self, values: torch.Tensor, name: str, dims: int) -> torch.Tensor:
+        ex = self.p.row_example[name]
+        return values.index_select(0, ex).reshape((-1,) + (1,) * dims)
+
+    def _finish(self, name: str, raw: torch.Tensor) -> torch.Tensor:
+        """``raw`` (T, rows, ...) integrated gradients -> attributions (times (x - x') on straight lines)."""
+        if self.scale_by_input and getattr(self.p.paths[name], "constant_velocity", False):
+            return raw * (self.p.named[name] - self.p.baselines[name])
+        return raw
+
+    def attributions(self, steps: torch.Tensor, coarse: bool = False) -> dict[str, torch.Tensor] | None:
+        """Attributions at each example's current level (``steps`` intervals); ``coarse``: at half of it."""
+        out = {}
+        for name, s in self.acc.sums.items():
+            x = self.p.named[name]
+            if self.level.nested:
+                c0, c1 = self.level.ends
+                k = steps.to(device=x.device, dtype=x.dtype)
+                ends = c0 * s[:, END0] + c1 * s[:, END1]
+                if coarse:
+                    raw = (s[:, OLD] + ends) * self._per_row(2.0 / k, name, x.dim() - 1)
+                else:
+                    raw = (s[:, OLD] + s[:, NEW] + ends) * self._per_row(1.0 / k, name, x.dim() - 1)
+            else:
+                if coarse:
+                    return None
+                raw = s[:, WEIGHTED]
+            out[name] = self._finish(name, raw)
+        return out
+
+    def sums(self, attrs: dict[str, torch.Tensor], absolute: bool = False) -> torch.Tensor:
+        """Per-example (n, T) sum of attributions (or of their magnitudes)."""
+        total = torch.zeros(self.p.n, self.acc.T, dtype=self.acc.f0.dtype, device=self.p.device)
+        for name, a in attrs.items():
+            a = a.abs() if absolute else a
+            per_row = a.reshape(a.shape[0], a.shape[1], -1).sum(-1).T  # (rows, T)
+            total.index_add_(0, self.p.row_example[name], per_row.to(total.dtype))
+        return total
+
+    def difference(self, a: dict, b: dict) -> torch.Tensor:
+        """Per-example sum over features of ``|a - b|``, the largest over targets: (n,)."""
+        return self.sums({k: a[k] - b[k] for k in a}, absolute=True).max(1).values
+
+
+def _check(integral: _Integral, attrs, tolerance: float):
+    """Per example: (met (n,), criterion codes (n,), |gap| / scale (n,)) under the well-posed rule."""
+    acc = integral.acc
+    delta = acc.f1 - acc.f0
+    gap = (integral.sums(attrs) - delta).abs()
+    scale = torch.maximum(delta.abs(), integral.sums(attrs, absolute=True))
+    floor = 64 * torch.finfo(delta.dtype).eps * torch.maximum(acc.f1.abs(), acc.f0.abs()).clamp_min(1.0)
+    by_delta = (gap <= tolerance * delta.abs()).all(1)
+    by_scale = (gap <= tolerance * scale).all(1)
+    exact = (gap <= floor).all(1)
+    code = torch.where(exact, 3, torch.where(by_delta, 1, torch.where(by_scale, 2, 0)))
+    rel = torch.where(scale > 0, gap / scale.clamp_min(torch.finfo(scale.dtype).tiny),
+                      torch.where(gap > 0, torch.inf, 0.0)).max(1).values
+    return code > 0, code, rel
+
+
+CRITERIA = {0: "", 1: "delta", 2: "scale", 3: "exact", 4: "n/a"}
+
+
+def _integrate(problem: _Problem, s: Settings, batch_size, budget, labels):
+    """Run the levels: the first for every example, then refinements for those above tolerance."""
+    dev, dtype, n = problem.device, problem.dtype, problem.n
+    method = s.method
+    if method == "integrated_gradients":
+        level = _Level(s.resolved_rule, dtype, dev)
+        k = s.first_steps
+    else:
+        level = _Level(((1.0, 0.0), (1.0, 0.0)), dtype, dev)  # the input itself (and F at the baseline)
+        k = 1
+    acc = _Accumulators(problem, level.n_classes(), s.store_path)
+    executor = _Executor(problem, batch_size, budget, labels)
+    integral = _Integral(problem, level, acc, scale_by_input=method != "gradient")
+    everyone = torch.arange(n, device=dev)
+
+    alphas, seeds, cls = level.first(k)
+    if s.store_path:
+        acc.open_record(alphas)
+    _run_grid(executor, _Grid.cross(everyone, alphas, seeds, cls,
+                                    torch.arange(alphas.shape[0], device=dev) if s.store_path else None), acc)
+    steps = torch.full((n,), k, dtype=torch.long, device=dev)
+    evaluations = torch.full((n,), alphas.shape[0], dtype=torch.long, device=dev)
+    estimate = torch.full((n,), torch.nan, dtype=acc.f0.dtype, device=dev)
+    attrs = integral.attributions(steps)
+    coarse = integral.attributions(steps, coarse=True)
+    if coarse is not None and k % 2 == 0:
+        estimate = integral.difference(attrs, coarse)
+    tol = s.check_tolerance
+    if method == "integrated_gradients":
+        met, code, rel = _check(integral, attrs, tol)
+    else:  # completeness is not a property of gradients at one point
+        met, code, rel = (torch.ones(n, dtype=torch.bool, device=dev), torch.full((n,), 4, device=dev),
+                          torch.zeros(n, device=dev))
+    history = [estimate.clone()]
+    if s.adaptive:
+        while True:
+            todo = (~met).nonzero().flatten()
+            if todo.numel() == 0 or 2 * k > s.max_steps:
+                break
+            redo = everyone if s.store_path else todo
+            previous = {name: a.clone() for name, a in attrs.items()} if not level.nested else None
+            if level.nested:
+                acc.promote(redo)
+            else:
+                acc.reset(redo, [WEIGHTED])
+            alphas, seeds, cls = level.refine(k)
+            if s.store_path:
+                acc.open_record(alphas)
+            _run_grid(executor, _Grid.cross(redo, alphas, seeds, cls,
+                                            torch.arange(alphas.shape[0], device=dev) if s.store_path else None),
+                      acc)
+            k *= 2
+            steps[redo] = k
+            evaluations[redo] += alphas.shape[0]
+            attrs = integral.attributions(steps)
+            if level.nested:
+                est_all = integral.difference(attrs, integral.attributions(steps, coarse=True))
+            else:
+                est_all = integral.difference(attrs, previous)
+            estimate[redo] = est_all[redo]
+            history.append(estimate.clone())
+            met, code, rel = _check(integral, attrs, tol)
+    reasons = {}
+    if method == "integrated_gradients":
+        for i in (~met).nonzero().flatten().tolist():
+            reasons[i] = _reason(i, history, steps, s)
+    return acc, attrs, steps, evaluations, estimate, code, rel, reasons, level
+
+
+def _reason(i: int, history: list, steps: torch.Tensor, s: Settings) -> str:
+    """Why example ``i`` stayed above tolerance, from its error estimates over the levels."""
+    if not s.adaptive:
+        return f"fixed steps={int(steps[i])}; leave steps=None (adaptive) or give more steps"
+    seen = [float(h[i]) for h in history if not math.isnan(float(h[i]))]
+    where = f"at max_steps={s.max_steps}"
+    if len(seen) < 2 or seen[-2] == 0:
+        return f"not converged {where}"
+    ratio = seen[-1] / seen[-2]
+    trend = f"the error estimate went {seen[-2]:.3g} -> {seen[-1]:.3g} over the last doubling"
+    if ratio <= 0.35:
+        return f"converging as on a smooth path but not yet {where} ({trend}); raise max_steps"
+    if ratio <= 0.75:
+        return (f"converging slowly, as across the kinks of a piecewise-linear (ReLU) model, not yet {where} "
+                f"({trend}); raise max_steps or the tolerance")
+    return (f"not converging {where} ({trend}): a kink, a near-discontinuity or a steep step along the path "
+            f"that the nodes do not resolve")
+
+
+# ---------------------------------------------------------------------------------------------- API
+def _resolve_batching(s: Settings):
+    budget = parse_memory(s.memory_budget)
+    return s.batch_size, budget
+
+
+def _expand_baselines(inputs, specs, target, forward_kwargs, segments):
+    """Expected gradients: each example repeated once per baseline (example-major), the baselines stacked."""
+    if segments is not None:
+        raise InputError("a list of baselines needs dense inputs; for ragged inputs (molecules) replicate the "
+                         "graphs once per baseline (sciattr.chem does) and pass one baseline tensor")
+    named, bare = normalize_inputs(inputs)
+    K = len(specs)
+    expanded, bases = {}, {}
+    for name, x in named.items():
+        per = []
+        for spec in specs:
+            one = spec.get(name) if isinstance(spec, Mapping) else spec
+            per.append(resolve_baseline(one, x, name))
+        expanded[name] = x.repeat_interleave(K, 0)
+        bases[name] = torch.stack(per, 1).reshape((-1,) + tuple(x.shape[1:]))
+    n = next(iter(named.values())).shape[0]
+    if isinstance(target, (list, tuple)) or (isinstance(target, torch.Tensor) and target.dim() >= 1):
+        t = torch.as_tensor(target)
+        target = t.repeat_interleave(K, 0) if t.shape[0] == n else target
+    kwargs = {key: (v.repeat_interleave(K, 0) if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == n
+                    else v) for key, v in (forward_kwargs or {}).items()}
+    if bare:
+        return expanded[DEFAULT_INPUT_NAME], bases[DEFAULT_INPUT_NAME], target, kwargs, K
+    return expanded, bases, target, kwargs, K
+
+
+def _average_over_baselines(res: Attribution, K: int, n: int, inputs) -> Attribution:
+    named, _ = normalize_inputs(inputs)
+
+    def mean(t):
+        return t.reshape((n, K) + tuple(t.shape[1:])).mean(1)
+
+    def grouped(t):
+        return t.reshape((n, K) + tuple(t.shape[1:]))
+
+    conv = grouped(res.converged).all(1)
+    crit = [res.criterion[i * K:(i + 1) * K] for i in range(n)]
+    criterion = [c[0] if len(set(c)) == 1 else ("" if "" in c else "scale") for c in crit]
+    return dataclasses.replace(
+        res,
+        attributions={k: mean(v) for k, v in res.attributions.items()},
+        inputs=named,
+        baselines={k: mean(v) for k, v in res.baselines.items()},
+        forward_x=grouped(res.forward_x)[:, 0],
+        forward_baseline=mean(res.forward_baseline),
+        steps=grouped(res.steps).max(1).values,
+        evaluations=grouped(res.evaluations).sum(1),
+        converged=conv,
+        criterion=criterion,
+        error_estimate=grouped(res.error_estimate).max(1).values,
+        meta={**res.meta, "baseline_samples": K,
+              "baseline_scores": grouped(res.forward_baseline).tolist()},
+    )
 
 
 def attribute(
     model: Callable,
     inputs: Inputs,
     *,
-    method: str = "integrated_gradients",
-    baselines=None,
     target=None,
-    steps: int | str = 50,
-    rule="gausslegendre",
-    path=None,
-    tolerance: float | None = None,
-    max_steps: int = 1024,
-    batch_size: int | None = None,
-    memory_budget=None,
-    store_path: bool = False,
+    settings: Settings | None = None,
     forward_kwargs: Mapping | None = None,
     segments: Mapping[str, torch.Tensor] | None = None,
+    example_names: Sequence | None = None,
+    **options,
 ) -> Attribution:
     """Attribute ``model``'s score(s) to its named inputs.
 
@@ -426,144 +886,71 @@ def attribute(
     inputs:
         A tensor ``(n, ...)`` or a mapping name -> tensor. Dense inputs share the leading
         example dimension ``n``; ragged inputs have rows assigned to examples by ``segments``.
-    method:
-        ``"integrated_gradients"``, ``"gradient"`` (saliency) or ``"gradient_x_input"``.
-    baselines:
-        See :mod:`sciattr.core.baselines`; default ``"zeros"``.
     target:
         See :mod:`sciattr.core.targets`.
-    steps:
-        Quadrature nodes, or ``"auto"`` for adaptive steps with ``tolerance=0.05``.
-    rule:
-        Quadrature rule name (``"gausslegendre"``, ``"riemann_left"``, ``"riemann_right"``,
-        ``"riemann_middle"``, ``"riemann_trapezoid"``) or an explicit ``(alphas, weights)`` pair.
-    path:
-        ``None`` for the straight line, a path object, a callable ``gamma(x, baseline, alpha)``
-        or a dict name -> path.
-    tolerance:
-        When given, steps are doubled (from ``steps``) for the examples whose
-        ``|completeness_gap| > tolerance * |F(x) - F(x')|`` until ``max_steps``.
-    batch_size, memory_budget:
-        Bound the replicas (example x node) per forward pass, or the autograd memory per pass
-        (bytes or a string like ``"2GiB"``; default 32 MiB on a CPU, up to 4 GiB on a GPU). A
-        budget is turned into replicas per pass by a small probe pass that measures the bytes
-        autograd saves; the measurement is remembered for the model's weights and the kind of
-        input, so later calls skip the probe. Results do not depend on the chunking (up to
-        floating-point rounding).
-    store_path:
-        Record ``F(gamma(alpha))`` and the interior gradients at every node in ``result.path``
-        (with adaptive steps, every example is then refined together so they share one grid).
+    settings:
+        A :class:`sciattr.Settings`: ``method``, ``steps``, ``rule``, ``tolerance``, ``max_steps``,
+        ``baselines``, ``batch_size``, ``memory_budget``, ``store_path``, ``path`` -- each
+        documented there, once. Keyword ``options`` of the same names build or update it.
+        ``baselines`` may also be a list of K baselines: expected gradients, the average of the
+        attributions over the K baselines, all in one flattened (example x baseline x node) grid,
+        each (example, baseline) checked for completeness.
     forward_kwargs:
         Extra per-example tensors (leading dimension ``n``) passed to the model, repeated along
         the path (e.g. ``attention_mask``).
     segments:
         name -> ``(rows,)`` example index of each row, for ragged inputs.
+    example_names:
+        Labels of the examples in warnings and errors (e.g. the input rows they came from).
+
+    Completeness and refinement
+    ---------------------------
+    By default steps are adaptive: every example starts with 16 intervals of the nested trapezoid
+    rule and the examples above tolerance are refined by doubling, evaluating only the new nodes.
+    An example meets the tolerance when ``|sum(attributions) - (F(x) - F(x'))| <= tolerance *
+    scale`` with ``scale = max(|F(x) - F(x')|, sum |attributions|)``. The second term keeps the
+    rule well posed when ``F(x) ~ F(x')``: the quadrature error is a sum of per-feature errors, so
+    it is naturally measured against the size of the attributions a reader looks at, which does
+    not vanish when the two end points happen to score alike. ``result.criterion`` says which term
+    decided (``"delta"``, ``"scale"``, or ``"exact"`` for agreement to rounding). Examples still
+    above tolerance are named (by ``example_names``) in a :class:`~sciattr.errors.ConvergenceWarning`
+    with the reason, and ``result.converged`` is False for them.
 
     Returns
     -------
     Attribution
     """
-    methods = {"integrated_gradients", "gradient", "gradient_x_input"}
-    if method not in methods:
-        raise InputError(f"method must be one of {sorted(methods)}; got {method!r}")
-    if steps == "auto":
-        steps = 16
-        tolerance = 0.05 if tolerance is None else tolerance
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be an integer >= 1 or 'auto'; got {describe(steps)}")
-    if tolerance is not None and (not isinstance(tolerance, (int, float)) or tolerance <= 0):
-        raise InputError(f"tolerance must be a positive number; got {describe(tolerance)}")
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise InputError(f"max_steps must be a positive integer; got {describe(max_steps)}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise InputError(f"batch_size must be a positive integer; got {describe(batch_size)}")
-    budget = parse_memory(memory_budget)
-    problem = _Problem(model, inputs, baselines, target, path, forward_kwargs, segments, method)
+    s = resolve_settings(settings, options)
+    labels = None if example_names is None else list(example_names)
+    if isinstance(s.baselines, (list, tuple)):
+        if not s.baselines:
+            raise InputError("baselines must not be an empty list; give at least one baseline")
+        n_in = next(iter(normalize_inputs(inputs)[0].values())).shape[0]
+        x2, b2, t2, kw2, K = _expand_baselines(inputs, list(s.baselines), target, forward_kwargs, segments)
+        labels2 = None if labels is None else [f"{labels[i // K]} (baseline {i % K})" for i in range(n_in * K)]
+        res = attribute(model, x2, target=t2, settings=s.replace(baselines=b2), forward_kwargs=kw2,
+                        example_names=labels2)
+        return _average_over_baselines(res, K, n_in, inputs)
+    batch_size, budget = _resolve_batching(s)
+    problem = _Problem(model, inputs, s.baselines, target, s.path, forward_kwargs, segments, s.method)
+    if problem.n == 0:
+        raise InputError("inputs contain no examples")
+    if labels is not None and len(labels) != problem.n:
+        raise InputError(f"example_names must have one label per example ({problem.n}); got {len(labels)}")
     if batch_size is None and budget is None:
         budget = default_memory_budget(problem.device)
     _warn_training(model)
-    dev, dtype = problem.device, problem.dtype
-    if problem.n == 0:
-        raise InputError("inputs contain no examples")
-
-    if method == "integrated_gradients":
-        rule_name = rule if isinstance(rule, str) else "custom"
-
-        def nodes(k):
-            return _nodes(rule, k, dtype, dev, need_ends=True)
-    else:
-        rule_name = "point"
-        tolerance = None
-
-        def nodes(k):
-            return (torch.tensor([1.0, 0.0], dtype=dtype, device=dev),
-                    torch.tensor([1.0, 0.0], dtype=dtype, device=dev))
-    scale = method != "gradient"
-
-    def run(examples, k):
-        alphas, weights = nodes(k)
-        with _safe_backward(model, dev):
-            acc, scores, interior, T = _run(problem, examples, alphas, weights, batch_size, budget,
-                                            store_path)
-        return alphas, acc, scores, interior, T
-
-    all_examples = torch.arange(problem.n, device=dev)
-    alphas, acc, scores, interior, T = run(all_examples, steps)
-    steps_used = torch.full((problem.n,), steps, dtype=torch.long)
-
-    def finish(acc_, scores_, alphas_):
-        attributions = {}
-        for name, a in acc_.items():
-            x, b = problem.named[name], problem.baselines[name]
-            if scale and getattr(problem.paths[name], "constant_velocity", False):
-                a = a * (x - b)
-            attributions[name] = a
-        end1 = (alphas_ == 1.0).nonzero()[0, 0]
-        end0 = (alphas_ == 0.0).nonzero()[0, 0]
-        return attributions, scores_[:, end1], scores_[:, end0]
-
-    attributions, fx, fb = finish(acc, scores, alphas)
-
-    def row_sums(attrs):
-        total = torch.zeros(problem.n, T, dtype=fx.dtype, device=dev)
-        for name, a in attrs.items():
-            per_row = a.reshape(T, a.shape[1], -1).sum(-1).T  # (rows, T)
-            if problem.segments is None:
-                total += per_row
-            else:
-                total.index_add_(0, problem.segments[name], per_row.to(total.dtype))
-        return total
-
-    if tolerance is not None and method == "integrated_gradients":
-        k = steps
-        while True:
-            gap = (row_sums(attributions) - (fx - fb)).abs()
-            scale_ = (fx - fb).abs()
-            floor = 64 * torch.finfo(fx.dtype).eps * torch.maximum(fx.abs(), fb.abs()).clamp_min(1.0)
-            bad = ((gap > tolerance * scale_) & (gap > floor)).any(1).nonzero().flatten()
-            if bad.numel() == 0 or 2 * k > max_steps:
-                break
-            k *= 2
-            # a recorded path must share one grid across examples, so then every example is refined
-            redo = all_examples if store_path else bad
-            alphas_k, acc_k, scores_k, interior_k, _ = run(redo, k)
-            attrs_k, _, _ = finish(acc_k, scores_k, alphas_k)
-            for name in attributions:
-                if problem.segments is None:
-                    rows = redo
-                else:
-                    rows = torch.isin(problem.segments[name], redo).nonzero().flatten()
-                attributions[name][:, rows] = attrs_k[name][:, rows]
-            steps_used[redo.cpu()] = k
-            if store_path:
-                scores, alphas, interior = scores_k, alphas_k, interior_k
-        if bad.numel():
-            warnings.warn(
-                f"completeness gap above tolerance {tolerance:.3g} for {bad.numel()} example(s) "
-                f"{bad.tolist()[:10]} at max_steps={max_steps}; the model may be non-smooth there "
-                f"(relative gaps {(gap[bad] / scale_[bad].clamp_min(1e-300)).max(1).values.tolist()[:5]})",
-                ConvergenceWarning, stacklevel=2)
-
+    with _model_as_found(model), _safe_backward(model, problem.device):
+        acc, attrs, steps, evaluations, estimate, code, rel, reasons, level = _integrate(
+            problem, s, batch_size, budget, labels)
+    T = acc.T
+    if reasons:
+        rows = sorted(reasons)
+        detail = "; ".join(f"{labels[i] if labels else i}: {reasons[i]}" for i in rows[:5])
+        warnings.warn(
+            f"completeness gap above tolerance {s.check_tolerance:.3g} for {len(rows)} example(s) "
+            f"{_names(rows, labels)} (relative gaps {[round(float(rel[i]), 4) for i in rows[:5]]}); {detail}",
+            ConvergenceWarning, stacklevel=2)
     multi = problem.selector.multi or (problem.selector.multi is None and T > 1)
     if problem.selector.kind == "all":
         multi = True
@@ -572,36 +959,45 @@ def attribute(
         return t.movedim(0, -1) if multi else t[0]
 
     record = None
-    if store_path:
+    if s.store_path:
+        alphas = torch.cat(acc.record_alphas)
         order = torch.argsort(alphas)
+        scores = torch.cat(acc.record_scores, 1)
+        grads = {name: torch.cat(blocks, 1) for name, blocks in acc.record_grads.items()}
         record = PathRecord(
             alphas=alphas[order],
             scores=scores[:, order] if multi else scores[:, order, 0],
-            gradients={name: (g[:, order].movedim(0, -1) if multi else g[0, order])
-                       for name, g in interior.items() if g is not None},
+            gradients={name: (g[:, order].movedim(0, -1) if multi else g[0, order]) for name, g in grads.items()},
         )
-    result = Attribution(
-        attributions={name: shape_t(a) for name, a in attributions.items()},
+    rule = s.resolved_rule if s.method == "integrated_gradients" else "point"
+    return Attribution(
+        attributions={name: shape_t(a) for name, a in attrs.items()},
         inputs=problem.named,
         baselines=problem.baselines,
-        forward_x=fx if multi else fx[:, 0],
-        forward_baseline=fb if multi else fb[:, 0],
-        method=method,
-        rule=rule_name,
-        steps=steps_used,
+        forward_x=acc.f1 if multi else acc.f1[:, 0],
+        forward_baseline=acc.f0 if multi else acc.f0[:, 0],
+        method=s.method,
+        rule=rule if isinstance(rule, str) else "custom",
+        steps=steps.cpu(),
         target=problem.selector.description,
         multi_target=multi,
         segments=problem.segments,
         path=record,
+        evaluations=evaluations.cpu(),
+        converged=(code > 0).cpu(),
+        criterion=[CRITERIA[int(c)] for c in code.tolist()],
+        error_estimate=estimate.cpu(),
+        tolerance=s.check_tolerance,
+        meta={"settings": s.describe(), "unconverged": {str(labels[i] if labels else i): reasons[i]
+                                                        for i in sorted(reasons)}},
     )
-    return result
 
 
 def integrated_gradients(model, inputs, **options) -> Attribution:
     """Integrated gradients (Sundararajan, Taly & Yan 2017) of ``model`` at ``inputs``.
 
     ``attr_i = (x_i - x'_i) * integral_0^1 dF(x' + a (x - x'))/dx_i da`` -- or along any path.
-    Keyword options are those of :func:`attribute`.
+    Keyword options are those of :func:`attribute` and :class:`sciattr.Settings`.
 
     Example
     -------
@@ -610,6 +1006,8 @@ def integrated_gradients(model, inputs, **options) -> Attribution:
     >>> bool(res.relative_gap.max() < 1e-3)
     True
     """
+    if "method" in options:
+        raise InputError("integrated_gradients takes no 'method'; call sciattr.attribute(method=...)")
     return attribute(model, inputs, method="integrated_gradients", **options)
 
 

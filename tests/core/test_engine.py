@@ -214,7 +214,8 @@ def test_save_load_roundtrip_and_summary(tmp_path):
     back = Attribution.load(path)
     torch.testing.assert_close(back.attributions["input"], res.attributions["input"])
     torch.testing.assert_close(back.path.scores, res.path.scores)
-    assert back.meta == {"note": "unit"} and back.method == "integrated_gradients"
+    assert back.meta == res.meta and back.meta["note"] == "unit" and back.method == "integrated_gradients"
+    assert back.meta["settings"]["steps"] == 8 and back.meta["unconverged"] == {}
     text = res.summary()
     assert "gausslegendre" in text and text.count("\n") == 4
 
@@ -275,3 +276,33 @@ def test_memory_probe_is_reused_for_the_same_model_and_input_kind():
     torch.testing.assert_close(second.attributions["input"],
                                integrated_gradients(model, x + 1.0, target=0, steps=10, batch_size=7).attributions["input"])
     assert first.completeness_gap.abs().max() < 1e-8
+
+
+def test_to_dataframe_lists_examples_and_features_with_their_values():
+    pytest.importorskip("pandas")
+    w = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
+    x = torch.tensor([[1.0, 1.0, 2.0], [0.0, 3.0, -1.0]], dtype=F64)
+    res = integrated_gradients(lambda z: z @ w, x)
+    ex = res.to_dataframe()
+    assert list(ex["example"]) == [0, 1] and ex["converged"].all() and list(ex["evaluations"]) == [17, 17]
+    assert ex["prediction"].tolist() == pytest.approx((x @ w).tolist())
+    assert ex["baseline_score"].tolist() == [0.0, 0.0] and ex["criterion"].tolist() == ["exact", "exact"]
+    feat = res.to_dataframe("feature")
+    assert len(feat) == 6
+    assert feat["attribution"].tolist() == pytest.approx((x * w).reshape(-1).tolist(), abs=1e-14)
+    assert feat["value"].tolist() == x.reshape(-1).tolist()
+    with pytest.raises(sciattr.InputError, match="level must be"):
+        res.to_dataframe("atom")
+
+
+def test_settings_object_equals_keywords_and_is_exported():
+    model = _mlp()
+    x = torch.randn(2, 5, dtype=F64)
+    settings = sciattr.Settings(steps=24, rule="riemann_middle")
+    a = integrated_gradients(model, x, target=0, settings=settings)
+    b = integrated_gradients(model, x, target=0, steps=24, rule="riemann_middle")
+    torch.testing.assert_close(a.attributions["input"], b.attributions["input"], atol=0, rtol=0)
+    # keywords update a given settings object
+    c = integrated_gradients(model, x, target=0, settings=settings, steps=12)
+    assert int(c.steps[0]) == 12 and c.rule == "riemann_middle"
+    assert a.meta["settings"]["steps"] == 24

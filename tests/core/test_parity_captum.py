@@ -3,7 +3,9 @@
 Captum builds its Riemann nodes with float32 ``torch.linspace`` and multiplies by float32 step
 sizes, so agreement is at the float32 level (~1e-7 relative) even in float64. Its trapezoid
 weights are ``1/n`` with halved ends and sum to ``(n-1)/n``; sciattr's sum to 1, so the two
-trapezoid results differ by exactly the factor ``n/(n-1)``.
+trapezoid results differ by exactly the factor ``n/(n-1)``. For the trapezoid sciattr counts ``steps``
+as intervals (``steps + 1`` nodes, so that levels nest under doubling); Captum's ``n_steps`` counts
+nodes, so ``steps = n_steps - 1`` evaluates the same nodes.
 """
 
 import pytest
@@ -51,7 +53,8 @@ def test_matches_captum(name, rule):
     baseline = 0.1 * torch.randn_like(x)
     target = torch.arange(x.shape[0]) % 3
     steps = 24
-    ours = integrated_gradients(model, x, baselines=baseline, target=target, steps=steps, rule=rule)
+    ours_steps = steps - 1 if rule == "riemann_trapezoid" else steps
+    ours = integrated_gradients(model, x, baselines=baseline, target=target, steps=ours_steps, rule=rule)
     theirs = captum_attr.IntegratedGradients(model).attribute(x, baselines=baseline, target=target, n_steps=steps,
                                                               method=rule)
     if rule == "riemann_trapezoid":
