@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     curves, rows = {}, []
     for method, attribution in attributions.items():
         curves[method] = ablation_curve(
-            forward, union.inputs, attribution, method=method, steps=ABLATION_STEPS, **options
+            forward, union.inputs, attribution, method=method, perturbation_steps=ABLATION_STEPS, **options
         )
         eraser = eraser_scores(forward, union.inputs, attribution, **options)
         loc = localization(attribution, truth, groups=groups, segments=union.segments)

@@ -14,6 +14,7 @@ Both come with a table (``.table()``) and a plot function.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,8 @@ from sciattr.core.engine import attribute
 from sciattr.diagnostics.features import FeatureMap
 from sciattr.diagnostics.figures import new_figure, save_figure
 from sciattr.diagnostics.ranking import spearman
-from sciattr.errors import InputError, describe
+from sciattr.errors import ConvergenceWarning, InputError, describe
+from sciattr.settings import Settings, resolve_settings
 
 __all__ = [
     "CONVERGENCE_RULES",
@@ -144,23 +146,25 @@ def completeness_convergence(
     *,
     rules: Sequence = CONVERGENCE_RULES,
     steps: Sequence[int] = CONVERGENCE_STEPS,
-    baselines=None,
     target=None,
+    settings: Settings | None = None,
     forward_kwargs=None,
     segments=None,
-    batch_size: int | None = None,
-    memory_budget=None,
+    **options,
 ) -> ConvergenceTable:
     """Completeness gap of integrated gradients for every rule and step count.
 
     Parameters
     ----------
-    model, inputs, baselines, target, forward_kwargs, segments, batch_size, memory_budget:
-        As for :func:`sciattr.integrated_gradients`.
+    model, inputs, target, forward_kwargs, segments:
+        As for :func:`sciattr.attribute`.
+    settings, options:
+        A :class:`sciattr.Settings` and/or its keyword options (``baselines``, ``batch_size``, ...);
+        every rule and step count of the table replaces its ``rule`` and ``steps``.
     rules:
         Quadrature rule names.
     steps:
-        Step counts.
+        Step counts (fixed, never refined: the table shows the gap of each).
 
     Returns
     -------
@@ -175,23 +179,15 @@ def completeness_convergence(
     ):
         raise InputError(f"expected rules as a non-empty sequence of rule names; got {describe(rules)}")
     step_list = _check_steps(steps)
+    base = resolve_settings(settings, options).replace(method="integrated_gradients", tolerance=None)
     gaps, first = [], None
     for rule in rules:
         row = []
         for k in step_list:
-            res = attribute(
-                model,
-                inputs,
-                method="integrated_gradients",
-                steps=k,
-                rule=rule,
-                baselines=baselines,
-                target=target,
-                forward_kwargs=forward_kwargs,
-                segments=segments,
-                batch_size=batch_size,
-                memory_budget=memory_budget,
-            )
+            with warnings.catch_warnings():  # the table is the report: a gap above tolerance is its content
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                res = attribute(model, inputs, target=target, forward_kwargs=forward_kwargs, segments=segments,
+                                settings=base.replace(steps=k, rule=rule))
             row.append(res.completeness_gap.abs().reshape(-1))
             first = res if first is None else first
         gaps.append(torch.stack(row))
@@ -293,26 +289,25 @@ def baseline_sensitivity(
     inputs,
     baselines: Mapping | None = None,
     *,
-    method: str = "integrated_gradients",
-    steps: int = 64,
-    rule="gausslegendre",
     groups: Mapping | None = None,
     target=None,
+    settings: Settings | None = None,
     forward_kwargs=None,
     segments=None,
-    batch_size: int | None = None,
+    **options,
 ) -> BaselineSensitivity:
     """Attributions under several baselines, compared by rank correlation and L1 distance.
 
     Parameters
     ----------
-    model, inputs, target, forward_kwargs, segments, batch_size:
-        As for :func:`sciattr.integrated_gradients`.
+    model, inputs, target, forward_kwargs, segments:
+        As for :func:`sciattr.attribute`.
     baselines:
         label -> baseline spec (a name, number, tensor, callable, or a dict name -> spec);
         default: zeros, the batch mean and seeded uniform noise.
-    method, steps, rule:
-        The attribution method and its quadrature.
+    settings, options:
+        A :class:`sciattr.Settings` and/or its keyword options (method, steps, rule, tolerance,
+        batch_size, ...), the same for every baseline.
     groups:
         Compare per feature group (e.g. per atom or token) instead of per element.
 
@@ -326,19 +321,13 @@ def baseline_sensitivity(
         raise InputError(
             f"expected a mapping label -> baseline spec with at least two entries; got {describe(baselines)}"
         )
+    base = resolve_settings(settings, options)
+    if base.baselines is not None:
+        raise InputError("give the baselines to compare as the mapping 'baselines' (label -> spec), "
+                         "not in the settings")
     results = {
-        str(label): attribute(
-            model,
-            inputs,
-            method=method,
-            baselines=spec,
-            steps=steps,
-            rule=rule,
-            target=target,
-            forward_kwargs=forward_kwargs,
-            segments=segments,
-            batch_size=batch_size,
-        )
+        str(label): attribute(model, inputs, target=target, forward_kwargs=forward_kwargs, segments=segments,
+                              settings=base.replace(baselines=spec))
         for label, spec in specs.items()
     }
     first = next(iter(results.values()))

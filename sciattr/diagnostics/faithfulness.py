@@ -23,13 +23,14 @@ from dataclasses import dataclass
 
 import torch
 
-from sciattr.core.engine import gradient, gradient_x_input, integrated_gradients
+from sciattr.core.engine import attribute as engine_attribute
 from sciattr.diagnostics.evaluation import CopyEvaluator, check_segments
 from sciattr.diagnostics.features import AttributionLike, FeatureMap, attribution_maps, named_values
 from sciattr.diagnostics.figures import new_figure, save_figure
 from sciattr.diagnostics.ranking import auroc
 from sciattr.errors import InputError, describe
 from sciattr.result import Attribution
+from sciattr.settings import Settings, resolve_settings
 
 __all__ = [
     "ABLATION_METHODS",
@@ -157,7 +158,7 @@ class _Ablator:
         if steps is None:
             steps = max(1, math.ceil(int(counts.max()) / features_per_step))
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise InputError(f"expected steps as a positive integer; got {describe(steps)}")
+            raise InputError(f"expected perturbation_steps as a positive integer; got {describe(steps)}")
         k = torch.arange(steps + 1, device=counts.device) * features_per_step
         removed = torch.minimum(k[None, :], counts[:, None])
         keep_only = torch.zeros(steps + 1, dtype=torch.bool, device=counts.device)
@@ -176,7 +177,7 @@ def ablation_curve(
     baselines=None,
     groups: Mapping | None = None,
     segments=None,
-    steps: int | None = None,
+    perturbation_steps: int | None = None,
     features_per_step: int = 1,
     order: str = "descending",
     seed: int = 0,
@@ -199,9 +200,9 @@ def ablation_curve(
         baselines, else zeros).
     groups:
         name -> feature id per element (see :mod:`sciattr.diagnostics.features`).
-    steps, features_per_step:
+    perturbation_steps, features_per_step:
         ``L`` perturbation steps of ``features_per_step`` features each (default: until every
-        feature is removed).
+        feature is removed). (``steps`` is the path's node count everywhere else in sciattr.)
     order:
         ``"descending"`` (largest attribution first), ``"ascending"`` or ``"absolute"``.
     seed:
@@ -223,7 +224,7 @@ def ablation_curve(
             else (RANDOM if isinstance(attributions, str) else "attribution")
         )
     rank = ablator.rank(attributions, order, seed)
-    return ablator.curve(method, rank, steps, features_per_step, batch_size)
+    return ablator.curve(method, rank, perturbation_steps, features_per_step, batch_size)
 
 
 def compare_ablation(
@@ -232,43 +233,42 @@ def compare_ablation(
     *,
     methods: Sequence[str] = ABLATION_METHODS,
     target=None,
-    baselines=None,
     groups: Mapping | None = None,
     segments=None,
-    steps: int | None = None,
+    perturbation_steps: int | None = None,
     features_per_step: int = 1,
     order: str = "descending",
-    ig_steps: int = 64,
     seed: int = 0,
+    settings: Settings | None = None,
     forward_kwargs=None,
-    batch_size: int | None = None,
+    **options,
 ) -> dict[str, AblationCurve]:
     """Ablation curves of several attribution methods on the same inputs, features and baseline.
 
-    ``methods`` are names among :data:`ABLATION_METHODS`; attributions are computed with the
-    engine (``ig_steps`` Gauss-Legendre nodes for integrated gradients) and the same ``baselines``
-    are used for attribution and removal. Returns method -> :class:`AblationCurve`.
+    ``methods`` are names among :data:`ABLATION_METHODS`. Attributions are computed with the
+    engine under ``settings`` (a :class:`sciattr.Settings`, or its keyword options: ``baselines``,
+    ``steps``, ``tolerance``, ``batch_size``, ...; the method is each curve's own), and the same
+    ``baselines`` replace the removed features. ``perturbation_steps`` and ``features_per_step``
+    are those of :func:`ablation_curve`. Returns method -> :class:`AblationCurve`.
     """
+    s = resolve_settings(settings, options)
     attribute = {
-        "integrated_gradients": lambda **kw: integrated_gradients(model, inputs, steps=ig_steps, **kw),
-        "gradient": lambda **kw: gradient(model, inputs, **kw),
-        "gradient_x_input": lambda **kw: gradient_x_input(model, inputs, **kw),
+        name: (lambda name=name, **kw: engine_attribute(model, inputs, settings=s.replace(method=name), **kw))
+        for name in ("integrated_gradients", "gradient", "gradient_x_input")
     }
     unknown = [m for m in methods if m not in attribute and m != RANDOM]
     if isinstance(methods, str) or not methods or unknown:
         raise InputError(f"expected methods among {ABLATION_METHODS}; got {describe(methods)}")
-    ablator = _Ablator(model, inputs, target=target, baselines=baselines, groups=groups, segments=segments,
+    ablator = _Ablator(model, inputs, target=target, baselines=s.baselines, groups=groups, segments=segments,
                        forward_kwargs=forward_kwargs)
     curves = {}
     for method in methods:
         if method == RANDOM:
             source = RANDOM
         else:
-            source = attribute[method](
-                baselines=baselines, target=target, segments=segments, forward_kwargs=forward_kwargs
-            )
+            source = attribute[method](target=target, segments=segments, forward_kwargs=forward_kwargs)
         curves[method] = ablator.curve(
-            method, ablator.rank(source, order, seed), steps, features_per_step, batch_size
+            method, ablator.rank(source, order, seed), perturbation_steps, features_per_step, s.batch_size
         )
     return curves
 

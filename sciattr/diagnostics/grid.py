@@ -8,11 +8,14 @@ the interior gradients at every node and the integrated gradients of the same gr
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from sciattr.core.engine import integrated_gradients, normalize_inputs
-from sciattr.errors import InputError, describe
+from sciattr.errors import ConvergenceWarning, InputError, describe
 from sciattr.result import Attribution
+from sciattr.settings import Settings, resolve_settings
 
 __all__ = ["DEFAULT_ALPHAS", "alpha_grid", "attribute_on_grid", "cumulative_trapezoid", "trapezoid_weights"]
 
@@ -78,35 +81,39 @@ def attribute_on_grid(
     inputs,
     alphas=None,
     *,
-    baselines=None,
     target=None,
+    settings: Settings | None = None,
     forward_kwargs=None,
     segments=None,
-    batch_size: int | None = None,
-    memory_budget=None,
+    **options,
 ) -> Attribution:
     """Integrated gradients on a grid of alphas (trapezoid rule) with the path recorded.
 
     Returns the engine's :class:`~sciattr.Attribution`; ``result.path.alphas`` is the grid,
     ``result.path.scores`` the ``(n, K)`` scores and ``result.path.gradients[name]`` the
-    ``(K, *input_shape)`` interior gradients.
+    ``(K, *input_shape)`` interior gradients. ``settings`` (or keyword options such as
+    ``baselines``, ``batch_size``, ``memory_budget``) are those of :class:`sciattr.Settings`; the grid
+    decides the steps and the rule.
     """
+    s = resolve_settings(settings, options)
+    if s.method != "integrated_gradients":
+        raise InputError(f"expected method 'integrated_gradients' for a path diagnostic; got {s.method!r}")
     named, _ = normalize_inputs(inputs)
     x0 = next(iter(named.values()))
     grid, weights = grid_rule(alphas, dtype=x0.dtype, device=x0.device)
-    result = integrated_gradients(
-        model,
-        inputs,
-        baselines=baselines,
-        target=target,
-        steps=int(grid.numel()),
-        rule=(grid, weights),
-        store_path=True,
-        forward_kwargs=forward_kwargs,
-        segments=segments,
-        batch_size=batch_size,
-        memory_budget=memory_budget,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        result = integrated_gradients(
+            model, inputs, target=target, forward_kwargs=forward_kwargs, segments=segments,
+            settings=s.replace(steps=int(grid.numel()), rule=(grid, weights), store_path=True, path=None),
+        )
+    for w in caught:  # the grid fixes the nodes: say so, in the words of this function
+        if issubclass(w.category, ConvergenceWarning):
+            text = str(w.message).replace(f"fixed steps={int(grid.numel())}; leave steps=None (adaptive) or give "
+                                          f"more steps", f"a grid of {int(grid.numel())} alphas; give more alphas")
+            warnings.warn(f"integrated gradients on the grid: {text}", ConvergenceWarning, stacklevel=2)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if result.multi_target:
         raise InputError("expected one target per example for this diagnostic; got several")
     return result

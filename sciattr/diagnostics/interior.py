@@ -31,6 +31,7 @@ from sciattr.diagnostics.figures import figure_image, new_figure
 from sciattr.diagnostics.grid import attribute_on_grid, cumulative_trapezoid
 from sciattr.errors import InputError, describe, require
 from sciattr.result import Attribution
+from sciattr.settings import Settings
 
 __all__ = [
     "PAPER_ALPHAS",
@@ -202,36 +203,29 @@ def interior_frames(
     *,
     name: str | None = None,
     alphas=None,
-    baselines=None,
     target=None,
+    settings: Settings | None = None,
     forward_kwargs=None,
     segments=None,
-    batch_size: int | None = None,
-    memory_budget=None,
+    **options,
 ) -> InteriorFrames:
     """Interior-gradient frames of input ``name`` on a grid of alphas (one batched engine run).
 
     Parameters
     ----------
-    model, inputs, baselines, target, forward_kwargs, segments, batch_size, memory_budget:
-        As for :func:`sciattr.integrated_gradients` (one target per example).
+    model, inputs, target, forward_kwargs, segments:
+        As for :func:`sciattr.attribute` (one target per example).
+    settings, options:
+        A :class:`sciattr.Settings` and/or its keyword options (``baselines``, ``batch_size``,
+        ``memory_budget``, ...); the grid decides the steps and the rule.
     name:
         The input whose frames are kept (default: the first).
     alphas:
         ``None`` (21 points), a number of equally spaced points, or positions in ``[0, 1]``;
         0 and 1 are always included.
     """
-    result = attribute_on_grid(
-        model,
-        inputs,
-        alphas,
-        baselines=baselines,
-        target=target,
-        forward_kwargs=forward_kwargs,
-        segments=segments,
-        batch_size=batch_size,
-        memory_budget=memory_budget,
-    )
+    result = attribute_on_grid(model, inputs, alphas, target=target, settings=settings,
+                               forward_kwargs=forward_kwargs, segments=segments, **options)
     return frames_from_attribution(result, name)
 
 

@@ -22,6 +22,7 @@ torch.Size([2, 21])
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,8 +33,9 @@ from sciattr.core.targets import model_output_tensor
 from sciattr.diagnostics.evaluation import CopyEvaluator
 from sciattr.diagnostics.figures import new_figure, save_figure
 from sciattr.diagnostics.grid import alpha_grid, attribute_on_grid
-from sciattr.errors import InputError, describe
+from sciattr.errors import ConvergenceWarning, InputError, describe
 from sciattr.result import Attribution
+from sciattr.settings import Settings
 
 __all__ = [
     "LayerSaturation",
@@ -164,19 +166,21 @@ def saturation_curve(
     inputs,
     *,
     alphas=None,
-    baselines=None,
     target=None,
+    settings: Settings | None = None,
     forward_kwargs=None,
     segments=None,
-    batch_size: int | None = None,
-    memory_budget=None,
+    **options,
 ) -> SaturationCurve:
     """Score and gradients of ``model`` along the straight path from the baseline to each input.
 
     Parameters
     ----------
-    model, inputs, baselines, target, forward_kwargs, segments, batch_size, memory_budget:
-        As for :func:`sciattr.integrated_gradients` (one target per example).
+    model, inputs, target, forward_kwargs, segments:
+        As for :func:`sciattr.attribute` (one target per example).
+    settings, options:
+        A :class:`sciattr.Settings` and/or its keyword options (``baselines``, ``batch_size``,
+        ``memory_budget``, ...); the grid decides the steps and the rule.
     alphas:
         The grid: ``None`` (21 points), a number of points, or positions in ``[0, 1]``
         (0 and 1 are always included).
@@ -186,17 +190,10 @@ def saturation_curve(
     SaturationCurve
         ``scores``, ``gradient_sum`` and ``gradient_norm`` of shape ``(n, K)``.
     """
-    result = attribute_on_grid(
-        model,
-        inputs,
-        alphas,
-        baselines=baselines,
-        target=target,
-        forward_kwargs=forward_kwargs,
-        segments=segments,
-        batch_size=batch_size,
-        memory_budget=memory_budget,
-    )
+    with warnings.catch_warnings():  # the curve is exact at its nodes; only the grid's IG could be coarse
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        result = attribute_on_grid(model, inputs, alphas, target=target, settings=settings,
+                                   forward_kwargs=forward_kwargs, segments=segments, **options)
     return curve_from_attribution(result)
 
 

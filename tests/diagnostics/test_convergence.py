@@ -124,3 +124,22 @@ def test_convergence_plot_and_bad_arguments(table, tmp_path):
         completeness_convergence(
             LinearScore(torch.ones(2, dtype=F64)), torch.ones(1, 2, dtype=F64), rules="riemann_left"
         )
+
+
+def test_diagnostics_take_one_settings_object_and_the_same_vocabulary():
+    from sciattr import Settings
+    from sciattr.diagnostics import saturation_curve
+
+    x = torch.randn(3, 5, dtype=torch.float64)
+    settings = Settings(baselines=0.5, batch_size=7)
+    by_object = saturation_curve(smooth_mlp(), x, alphas=9, settings=settings)
+    by_words = saturation_curve(smooth_mlp(), x, alphas=9, baselines=0.5, batch_size=7)
+    torch.testing.assert_close(by_object.scores, by_words.scores, atol=0, rtol=0)
+    # the curve starts at the baseline 0.5, not at zero
+    torch.testing.assert_close(by_object.scores[:, 0], smooth_mlp()(torch.full_like(x, 0.5)).reshape(-1))
+    table = completeness_convergence(smooth_mlp(), x, rules=["trapezoid"], steps=[4, 8], settings=settings)
+    assert table.gaps.shape == (1, 2, 3)
+    with pytest.raises(InputError, match="use 'baselines'"):
+        saturation_curve(smooth_mlp(), x, baseline=0.5)
+    with pytest.raises(InputError, match="unknown option 'colour'"):
+        completeness_convergence(smooth_mlp(), x, colour="red")

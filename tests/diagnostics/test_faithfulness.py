@@ -50,7 +50,7 @@ def test_linear_aopc_has_the_closed_form():
 
 def test_steps_of_several_features_and_truncation():
     model = LinearScore(W)
-    curve = ablation_curve(model, X, W * X, features_per_step=2, steps=2)
+    curve = ablation_curve(model, X, W * X, features_per_step=2, perturbation_steps=2)
     assert curve.removed[0].tolist() == [0, 2, 4]
     assert torch.allclose(curve.drops, _top_sums(W * X, 2)[:, :3], atol=1e-13)
     full = ablation_curve(model, X, W * X, features_per_step=4)  # ceil(6 / 4) = 2 steps, last one capped
@@ -61,7 +61,7 @@ def test_ig_ordering_is_optimal_for_linear_and_beats_gradient_and_random():
     torch.manual_seed(1)
     w = torch.randn(12, dtype=F64)
     x = torch.randn(64, 12, dtype=F64)
-    curves = compare_ablation(LinearScore(w), x, ig_steps=4)
+    curves = compare_ablation(LinearScore(w), x, steps=4)
     assert list(curves) == ["integrated_gradients", "gradient", "gradient_x_input", "random"]
     best = _top_sums(w * x).mean(1)
     assert torch.allclose(curves["integrated_gradients"].aopc, best, atol=1e-12)
