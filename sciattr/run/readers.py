@@ -75,7 +75,7 @@ def file_format(path: str | os.PathLike) -> tuple[str, bool]:
 
 
 def _open_text(path: Path, gz: bool):
-    raw = gzip.open(path, "rb") if gz else open(path, "rb")
+    raw = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115 -- closed by the reader
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
@@ -261,7 +261,7 @@ def _parquet(path: Path, kind: str, column, id_column) -> Iterator[Record]:
     pq = require("pyarrow.parquet", "scale")
     try:
         handle = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
+    except Exception as exc:  # noqa: BLE001 -- pyarrow raises its own ArrowInvalid/OSError family
         raise InputError(f"expected a Parquet file; got {os.fspath(path)!r} ({exc})") from None
     names = list(handle.schema_arrow.names)
     col = _pick(names, column, (DEFAULT_COLUMNS[kind],), "SMILES" if kind == "molecule" else "text",

@@ -17,10 +17,10 @@ pytest.importorskip("rdkit")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from sciattr.errors import InputError  # noqa: E402
-from sciattr.run import explain_file, explain_stream, merge, parse_shard, summarize  # noqa: E402
-from sciattr.run.progress import Progress  # noqa: E402
-from tests.run.conftest import SMILES  # noqa: E402
+from sciattr.errors import InputError
+from sciattr.run import explain_file, explain_stream, merge, parse_shard, summarize
+from sciattr.run.progress import Progress
+from tests.run.conftest import SMILES
 
 MODEL = "w2n2-benzene"
 FAST = {"steps": 8, "rule": "trapezoid", "progress": False}
@@ -42,8 +42,10 @@ def test_rows_ids_values_and_input_numbering(library, tmp_path):
     assert list(rows["input"]) == SMILES
     bad = rows[rows["status"] == "error"]
     assert list(bad["row"]) == [1, 6]
-    assert "RDKit cannot parse" in bad["error"].iloc[0] and "non-empty SMILES" in bad["error"].iloc[1]
-    assert "removed [Na+]" in rows.loc[3, "notes"]
+    # RDKit's own message reaches the row
+    assert "expected a valid SMILES" in bad["error"].iloc[0] and "SMILES Parse Error" in bad["error"].iloc[0]
+    assert "non-empty SMILES" in bad["error"].iloc[1]
+    assert "left out [Na+] (input atoms 0)" in rows.loc[3, "notes"]
     # the same numbers as one in-memory call with the same settings
     model = load_model(MODEL)
     good = [s for s in SMILES if s not in ("not_a_smiles", "")]
@@ -57,6 +59,10 @@ def test_rows_ids_values_and_input_numbering(library, tmp_path):
         mine = atoms[atoms["row"] == row]
         assert set(mine["id"]) == {f"mol{row}"}
         np.testing.assert_allclose(np.sort(mine["score"]), np.sort(atom_scores(res, i)), rtol=1e-4, atol=1e-5)
+        # "attribution" is the atom's own features only (no share of pairs): not the complete score
+        own = res.atom_feature_values(i).double().numpy()
+        np.testing.assert_allclose(np.sort(mine["attribution"]), np.sort(own), rtol=1e-4, atol=1e-5)
+        assert not np.allclose(mine["attribution"], mine["score"])
         # complete atom scores add up to F(x) - F(x') + gap
         total = ok.loc[i, "prediction"] - ok.loc[i, "baseline_score"] + ok.loc[i, "gap"]
         assert mine["score"].sum() == pytest.approx(total, rel=1e-4, abs=1e-4)
@@ -69,13 +75,13 @@ def test_rows_ids_values_and_input_numbering(library, tmp_path):
 
 def test_schema_is_versioned_and_documented_columns_present(library, tmp_path):
     _run(library, tmp_path / "out")
-    part = sorted((tmp_path / "out" / "rows").glob("part-*.parquet"))[0]
+    part = min((tmp_path / "out" / "rows").glob("part-*.parquet"))
     schema = pq.read_schema(part)
     assert schema.metadata[b"sciattr.schema_version"] == b"1" and schema.metadata[b"sciattr.table"] == b"rows"
     for name in ("id", "row", "input", "status", "error", "prediction", "baseline_score", "gap", "relative_gap",
                  "evaluations", "notes"):
         assert name in schema.names
-    atoms = pq.read_schema(sorted((tmp_path / "out" / "atoms").glob("part-*.parquet"))[0])
+    atoms = pq.read_schema(min((tmp_path / "out" / "atoms").glob("part-*.parquet")))
     assert atoms.names == ["row", "id", "atom", "element", "attribution", "score"]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["schema_version"] == "1" and manifest["model"]["name"] == MODEL
@@ -116,7 +122,7 @@ def test_refuses_another_settings_or_model_in_the_same_folder(library, tmp_path)
 
 _CHILD = """
 import sys, torch
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[3]))  # the test's own: float32 sums depend on the thread count
 from sciattr.run import explain_file
 explain_file(sys.argv[1], model="w2n2-benzene", out_dir=sys.argv[2], steps=8, rule="trapezoid", part_rows=2,
              progress=False)
@@ -129,7 +135,9 @@ def _ranges(out: Path) -> int:
 
 def _start_child(library, out):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(library), str(out)], env=env,
+    import torch
+
+    return subprocess.Popen([sys.executable, "-c", _CHILD, str(library), str(out), str(torch.get_num_threads())], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("pyarrow")
 
-from sciattr.run import explain_file, explain_stream, merge  # noqa: E402
+from sciattr.run import explain_file, explain_stream, merge
 
 
 def test_text_rows_tokens_and_completeness(tmp_path):
