@@ -66,8 +66,9 @@ class Settings:
     steps:
         ``None`` (default) or ``"auto"``: adaptive -- start from 16 intervals and refine, reusing
         every node already evaluated, only the examples whose completeness gap is above
-        ``tolerance``, up to ``max_steps``. An integer fixes the number of path nodes: then
-        nothing is refined (unless ``tolerance`` is also given), but the gap is still checked and
+        ``tolerance``, up to ``max_steps``. An integer fixes the step count -- intervals for the
+        trapezoid rule (``steps + 1`` nodes with both end points, so that levels nest), nodes for
+        the Riemann and Gauss-Legendre rules: then nothing is refined (unless ``tolerance`` is also given), but the gap is still checked and
         a :class:`~sciattr.errors.ConvergenceWarning` names the examples above the tolerance.
     rule:
         Quadrature rule along the path. ``None`` (default): the nested trapezoid rule when steps are
