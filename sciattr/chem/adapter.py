@@ -2,15 +2,21 @@
 
 Public API
 ----------
-``explain_molecules(model, molecules, *, featurizer=None, target=None, steps=50, baseline="zeros", ...)``
-    SMILES strings and/or RDKit molecules (thousands at once) -> one :class:`MoleculeAttribution`;
-    bad rows are listed in ``result.errors`` and the rest are processed.
+``explain_molecules(model, molecules, *, featurizer=None, target=None, settings=None, **options)``
+    SMILES strings and/or RDKit molecules (any sequence or a pandas Series; thousands at once) ->
+    one :class:`MoleculeAttribution`; bad rows are listed in ``result.errors`` and the rest are
+    processed.
 ``explain_graphs(model, graphs, *, ...)``
     The same for already featurized :class:`~sciattr.chem.featurize.MoleculeGraph` objects.
 ``MoleculeAttribution``
     The :class:`sciattr.Attribution` of a molecular model with views ``to_atoms(i)``,
-    ``to_pairs(i)``, ``to_bonds(i)``, ``atom_values(i)``, ``link_values(i)``, ``table()``,
-    ``molecules`` and ``smiles``.
+    ``to_bonds(i)``, ``pair_list(i)``, ``to_pairs(i)``, ``atom_values(i)``, ``table(level)``,
+    ``to_dataframe(level)``, ``molecules`` and ``smiles``.
+
+Vocabulary. ``target`` is an output index or a task name of the model's card; ``settings`` (a
+:class:`sciattr.Settings`) or keyword options (``steps``, ``rule``, ``tolerance``, ``baselines``,
+...) decide how attributions are computed; the defaults are those of the whole package
+(adaptive steps until the completeness gap is within 5 %).
 
 How it works. Atom features of all molecules are one ragged input ``"atoms" (N, F_atom)`` and
 pair (Weave) or edge (PyG) features another, ``"pairs" (P, F_pair)`` or ``"edges" (E, F_edge)``,
@@ -20,58 +26,99 @@ molecules x path nodes in chunks; each chunk is one forward of the disjoint unio
 replicas -- never one molecule or one step at a time. Completeness holds over atoms + links:
 ``sum(atom attributions) + sum(link attributions) = F(x) - F(x')`` per molecule.
 
+Atom scores. What a chemist reads per atom is the *complete* score: the atom's own features
+plus half of each pair/edge it takes part in (see :class:`MoleculeAttribution`).
+
 Models. A :class:`~sciattr.chem.weave.WeaveModel` (or any model with its signature
 ``model(atoms, pairs, pair_index, atom_batch, n_molecules)``) is used with pair featurizers; any
 PyG model ``model(x, edge_index, edge_attr, batch) -> (n_graphs, T)`` with
 :class:`~sciattr.chem.featurize.PyGFeaturizer`. A PyG model that ignores ``edge_attr`` gets
-edge attributions of exactly zero (edges are then held at their values, baseline = input).
+edge attributions of exactly zero (edges are then held at their values, baseline = input). A
+model loaded with :func:`sciattr.zoo.load_model` carries its card: the card decides the
+featurizer, the names of the targets and the decision threshold.
 
-Baselines. ``"zeros"``; ``"dummy"``: every atom an atom of unknown element and every bond of
-unknown type, graph distances kept (what remains is the topology); or a dict
-``{"atoms": spec, "pairs"|"edges": spec}`` of engine baseline specs.
+Baselines. ``"zeros"`` (default); ``"dummy"``: every atom an atom of unknown element and every
+bond of unknown type, graph distances kept (what remains is the topology); a dict
+``{"atoms": spec, "pairs"|"edges": spec}`` of engine baseline specs; a list of K such baselines
+or a :class:`~sciattr.chem.baselines.ReferenceBaselines` sampler (expected gradients: the
+attributions averaged over K baselines, every (molecule, baseline) its own example in one
+flattened grid, checked for completeness one by one). Every result checks its baseline: F(x')
+is reported next to F(x), and a :class:`~sciattr.errors.BaselineWarning` names the input rows
+whose baseline is not neutral for the target (same side of the card's decision threshold as the
+input, or ``|F(x) - F(x')|`` small against the attributions), and a dummy baseline the model
+cannot tell from zeros.
 
-Pairs are unordered (one row per ``i < j``); ``to_pairs(i)`` shows each pair's attribution at
-``[i, j]`` and ``[j, i]`` (sum the upper triangle for totals). An edge model's two directed edges
-of a bond are summed into that bond.
+Pairs are unordered (one row per ``i < j``); an edge model's two directed edges of a bond are
+summed into that bond.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import numbers
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
+from sciattr.chem._vocabulary import check_keywords, target_index, task_names
 from sciattr.chem.featurize import (
     MoleculeGraph,
     PyGFeaturizer,
     SimpleWeaveFeaturizer,
     WeaveFeaturizer,
+    as_items,
     featurize_batch,
+    source_bonds,
 )
 from sciattr.chem.weave import WeaveModel
+from sciattr.core import engine as _engine
+from sciattr.core.baselines import resolve_baseline
 from sciattr.core.batching import Replicas, RowIndex
-from sciattr.core.engine import integrated_gradients
 from sciattr.core.targets import model_output_tensor
-from sciattr.errors import InputError, describe
+from sciattr.errors import BaselineWarning, InputError, describe, require
 from sciattr.result import Attribution
+from sciattr.settings import Settings, resolve_settings
 
-__all__ = ["ATOMS", "MoleculeAttribution", "RaggedGraphs", "explain_graphs", "explain_molecules", "ragged_graphs",
-           "receptive_radius"]
+__all__ = ["ATOMS", "MoleculeAttribution", "RaggedGraphs", "decision_threshold", "explain_graphs",
+           "explain_molecules", "ragged_graphs", "receptive_radius"]
 
 #: Name of the attributed atom-feature input.
 ATOMS = "atoms"
 _LINK_NAMES = {"pairs": "pairs", "edges": "edges"}
+#: ``|F(x) - F(x')|`` below this share of the attributions' scale ``sum |a|`` gets a BaselineWarning.
+SMALL_DIFFERENCE = 0.1
+#: ``|F(dummy) - F(zeros)|`` below this share of ``|F(x) - F(zeros)|``: the model cannot tell them apart.
+DUMMY_LIKE_ZEROS = 0.01
 
 
 # ---------------------------------------------------------------------------------------- result
+#: Atom views: ``"complete"`` (default) and ``"features"``.
+ATOM_VIEWS = ("complete", "features")
+#: Levels of :meth:`MoleculeAttribution.table` and :meth:`MoleculeAttribution.to_dataframe`.
+LEVELS = ("molecule", "atom", "bond", "pair")
+
+
 @dataclass(repr=False)
 class MoleculeAttribution(Attribution):
     """Attributions of a molecular model, with the molecules attached.
+
+    Atom numbers. Every atom index a view returns (``to_atoms``, ``to_bonds``, ``pair_list``,
+    ``table``, ``to_dataframe``, pictures, reports) is the atom's index in the molecule that was
+    passed in, also when a fragment or explicit hydrogens were left out (``source_atoms`` holds
+    the map, ``notes`` say what was left out). Tensors of per-atom values (``atom_values`` ...)
+    are in the order of the processed molecule ``molecules[i]``.
+
+    Atom scores. The *complete* score of an atom (the default everywhere) is its own features'
+    attribution plus half of the attribution of every pair (Weave) or directed edge (PyG) it
+    takes part in -- each link's attribution is split in equal halves between its two atoms. The
+    complete scores of a molecule add up to ``F(x) - F(x')`` (up to the completeness gap); the
+    *feature-only* view (``view="features"``, :meth:`atom_feature_values`) does not, and misses
+    everything the model reads from bonds and pairs.
 
     Extra attributes
     ----------------
@@ -83,16 +130,28 @@ class MoleculeAttribution(Attribution):
         ``rows[i]`` is the position of example ``i`` in the caller's list. (This field shadows the
         generic ``Attribution.rows(name, i)``; use :meth:`atom_values`/:meth:`link_values`, or
         ``attributions[name][segments[name] == i]``.)
+    ids:
+        The caller's identifier of each example (``ids=`` or a pandas Series' index), or ``None``.
     errors:
         One ``{"row", "input", "message"}`` record per input row that could not be processed.
     notes:
-        Per-example remarks of the featurizer (removed salts, unknown elements).
+        Per-example remarks: atoms left out, what RDKit said, what the featurizer cannot represent,
+        and baseline diagnostics.
+    source_atoms:
+        ``source_atoms[i]`` ``(n_atoms_i,)``: input atom index of each atom of ``molecules[i]``.
+    source_bonds:
+        ``source_bonds[i]``: input bond index of each bond of ``molecules[i]``.
+    baseline_warnings:
+        Per example, why the baseline is not neutral for the target ("" when nothing was found).
+    target_names:
+        Names of the model's outputs (from its card), usable as ``target=``.
     link_name:
         ``"pairs"`` (Weave) or ``"edges"`` (PyG): the input holding the link features.
     link_index:
-        ``(2, n_links)`` atoms (indices within their molecule) joined by each link row.
+        ``(2, n_links)`` atoms (indices within their processed molecule) joined by each link row.
     link_bond:
-        ``(n_links,)`` RDKit bond index of each link row, ``-1`` for non-bonded pairs.
+        ``(n_links,)`` RDKit bond index (processed molecule) of each link row, ``-1`` for
+        non-bonded pairs.
     atom_feature_names, link_feature_names:
         Column names of the two inputs.
     """
@@ -107,98 +166,203 @@ class MoleculeAttribution(Attribution):
     link_bond: torch.Tensor | None = None
     atom_feature_names: tuple = ()
     link_feature_names: tuple = ()
+    source_atoms: list = field(default_factory=list)
+    source_bonds: list = field(default_factory=list)
+    ids: list | None = None
+    baseline_warnings: list = field(default_factory=list)
+    target_names: tuple = ()
 
     # ------------------------------------------------------------------ per-row values
-    def _task_column(self, values: torch.Tensor, task: int | None) -> torch.Tensor:
+    def _task_column(self, values: torch.Tensor, target=None) -> torch.Tensor:
+        target = target_index(target, tuple(self.target_names))
         if not self.multi_target:
-            if task not in (None, 0):
-                raise InputError(f"expected task=None for a single-target result; got {task!r}")
+            if target not in (None, 0):
+                raise InputError(f"expected target=None for a single-target result; got {target!r}")
             return values
         n_tasks = values.shape[-1]
-        if task is None or isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < n_tasks:
-            raise InputError(f"expected task to be an integer in [0, {n_tasks - 1}] for a result with "
-                             f"{n_tasks} attributed targets; got {task!r}")
-        return values[..., task]
+        if target is None or isinstance(target, bool) or not isinstance(target, numbers.Integral) \
+                or not 0 <= target < n_tasks:
+            names = f" or a name among {list(self.target_names)}" if self.target_names else ""
+            raise InputError(f"expected target to be an integer in [0, {n_tasks - 1}]{names} for a result with "
+                             f"{n_tasks} attributed targets; got {target!r}")
+        return values[..., int(target)]
 
     def _mask(self, name: str, i: int) -> torch.Tensor:
         if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < self.n_examples:
             raise InputError(f"expected a molecule index in [0, {self.n_examples - 1}]; got {i!r}")
         return self.segments[name] == int(i)
 
-    def atom_values(self, i: int, task: int | None = None) -> torch.Tensor:
-        """``(n_atoms,)`` attribution of each atom of molecule ``i`` (summed over its features)."""
+    def atom_feature_values(self, i: int, target=None) -> torch.Tensor:
+        """``(n_atoms,)`` feature-only attribution of each atom of molecule ``i``: its own features'
+        attributions summed, without its share of pairs/bonds (does not add up to F(x) - F(x'))."""
         a = self.attributions[ATOMS][self._mask(ATOMS, i)].sum(1)
-        return self._task_column(a, task)
+        return self._task_column(a, target)
 
-    def link_values(self, i: int, task: int | None = None) -> torch.Tensor:
+    def atom_scores(self, i: int, target=None) -> torch.Tensor:
+        """``(n_atoms,)`` complete score of each atom of molecule ``i``: its features plus half of every
+        pair/directed edge it takes part in. The scores add up to ``F(x) - F(x')`` (up to the gap)."""
+        atoms = self.atom_feature_values(i, target)
+        links = self.link_values(i, target)
+        ends = self.link_atoms(i).to(atoms.device)
+        half = 0.5 * links
+        return atoms.index_add(0, ends[0], half).index_add(0, ends[1], half)
+
+    def atom_values(self, i: int, target=None, *, view: str = "complete") -> torch.Tensor:
+        """``(n_atoms,)`` per-atom values of molecule ``i`` (processed order): ``view="complete"``
+        (default, :meth:`atom_scores`) or ``"features"`` (:meth:`atom_feature_values`)."""
+        if view not in ATOM_VIEWS:
+            raise InputError(f"expected view in {list(ATOM_VIEWS)}; got {view!r}")
+        return self.atom_scores(i, target) if view == "complete" else self.atom_feature_values(i, target)
+
+    def link_values(self, i: int, target=None) -> torch.Tensor:
         """``(n_links,)`` attribution of each pair (or directed edge) of molecule ``i``."""
         a = self.attributions[self.link_name][self._mask(self.link_name, i)].sum(1)
-        return self._task_column(a, task)
+        return self._task_column(a, target)
 
     def link_atoms(self, i: int) -> torch.Tensor:
-        """``(2, n_links)`` atom indices (within molecule ``i``) of its link rows."""
+        """``(2, n_links)`` atom indices (within processed molecule ``i``) of its link rows."""
         return self.link_index[:, self._mask(self.link_name, i).to(self.link_index.device)]
 
     def link_bonds(self, i: int) -> torch.Tensor:
-        """``(n_links,)`` RDKit bond index of the link rows of molecule ``i`` (-1: no bond)."""
+        """``(n_links,)`` RDKit bond index (processed molecule) of the link rows of molecule ``i`` (-1: no bond)."""
         return self.link_bond[self._mask(self.link_name, i).to(self.link_bond.device)]
 
-    # ------------------------------------------------------------------ views
-    def to_atoms(self, i: int, task: int | None = None) -> list[dict]:
-        """Per-atom table of molecule ``i``: ``{"index", "symbol", "attribution"}`` per atom."""
-        values = self.atom_values(i, task).tolist()
-        mol = self.molecules[i]
-        return [{"index": k, "symbol": mol.GetAtomWithIdx(k).GetSymbol(), "attribution": v}
-                for k, v in enumerate(values)]
+    def input_atoms(self, i: int) -> list[int]:
+        """Input atom index of every atom of processed molecule ``i``."""
+        if i < len(self.source_atoms) and self.source_atoms[i] is not None:
+            values = self.source_atoms[i]
+            return [int(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+        return list(range(self.molecules[i].GetNumAtoms()))
 
-    def to_pairs(self, i: int, task: int | None = None) -> torch.Tensor:
-        """``(n_atoms, n_atoms)`` symmetric matrix: the attribution of the pair (or of both directed
-        edges) joining two atoms, at both ``[a, b]`` and ``[b, a]``; zero where there is no link."""
-        values = self.link_values(i, task)
+    def input_bonds(self, i: int) -> list[int]:
+        """Input bond index of every bond of processed molecule ``i`` (-1: a bond to an added hydrogen)."""
+        if i < len(self.source_bonds) and self.source_bonds[i] is not None:
+            return [int(v) for v in self.source_bonds[i]]
+        return list(range(self.molecules[i].GetNumBonds()))
+
+    def n_input_atoms(self, i: int) -> int:
+        """Atoms of the molecule that was passed in (before fragments or hydrogens were left out)."""
+        mol = self.molecules[i]
+        if mol.HasProp("_sciattr_input_atoms"):
+            return int(mol.GetIntProp("_sciattr_input_atoms"))
+        return max(self.input_atoms(i), default=-1) + 1
+
+    # ------------------------------------------------------------------ views
+    def to_atoms(self, i: int, target=None, *, view: str = "complete") -> list[dict]:
+        """Per-atom table of molecule ``i``: ``{"index", "symbol", "attribution", "atom_score",
+        "feature_attribution"}`` per atom. ``index`` is the input atom index; ``attribution`` is
+        the chosen ``view`` (default the complete score, equal to ``atom_score``)."""
+        complete = self.atom_scores(i, target).tolist()
+        features = self.atom_feature_values(i, target).tolist()
+        if view not in ATOM_VIEWS:
+            raise InputError(f"expected view in {list(ATOM_VIEWS)}; got {view!r}")
+        chosen = complete if view == "complete" else features
+        mol, source = self.molecules[i], self.input_atoms(i)
+        return [{"index": source[k], "symbol": mol.GetAtomWithIdx(k).GetSymbol(), "attribution": chosen[k],
+                 "atom_score": complete[k], "feature_attribution": features[k]}
+                for k in range(len(complete))]
+
+    def to_pairs(self, i: int, target=None) -> torch.Tensor:
+        """``(n_input_atoms, n_input_atoms)`` symmetric matrix indexed by INPUT atom indices: the
+        attribution of the pair (or of both directed edges) joining two atoms, at both ``[a, b]``
+        and ``[b, a]``; zero where there is no link (and for atoms that were left out)."""
+        values = self.link_values(i, target)
         index = self.link_atoms(i).to(values.device)
-        n = self.molecules[i].GetNumAtoms()
+        source = torch.tensor(self.input_atoms(i), dtype=torch.long, device=values.device)
+        n = self.n_input_atoms(i)
         matrix = values.new_zeros((n, n))
-        lo, hi = torch.minimum(index[0], index[1]), torch.maximum(index[0], index[1])
+        a, b = source[index[0]], source[index[1]]
+        lo, hi = torch.minimum(a, b), torch.maximum(a, b)
         matrix.index_put_((lo, hi), values, accumulate=True)
         return matrix + matrix.T
 
-    def bond_values(self, i: int, task: int | None = None) -> torch.Tensor:
-        """``(n_bonds,)`` attribution of each RDKit bond of molecule ``i`` (its pair, or both edges)."""
-        values = self.link_values(i, task)
+    def pair_list(self, i: int, target=None) -> list[dict]:
+        """One dict per atom pair (Weave) or bond (both directed edges summed; PyG) of molecule ``i``:
+        ``{"begin", "end", "bond", "attribution"}`` with input atom indices, ``bond`` the input bond
+        index or -1 for a non-bonded pair."""
+        values = self.link_values(i, target).tolist()
+        ends = self.link_atoms(i).tolist()
+        bonds = self.link_bonds(i).tolist()
+        source, bond_source = self.input_atoms(i), self.input_bonds(i)
+        merged: dict[tuple[int, int], list] = {}
+        for a, b, bond, v in zip(ends[0], ends[1], bonds, values):
+            key = (min(source[a], source[b]), max(source[a], source[b]))
+            entry = merged.setdefault(key, [bond_source[bond] if bond >= 0 else -1, 0.0])
+            entry[1] += v
+        return [{"begin": a, "end": b, "bond": bond, "attribution": v}
+                for (a, b), (bond, v) in sorted(merged.items())]
+
+    def bond_values(self, i: int, target=None) -> torch.Tensor:
+        """``(n_bonds,)`` attribution of each RDKit bond of processed molecule ``i`` (its pair, or both edges)."""
+        values = self.link_values(i, target)
         bonds = self.link_bonds(i).to(values.device)
         out = values.new_zeros(self.molecules[i].GetNumBonds())
         keep = bonds >= 0
         return out.index_add_(0, bonds[keep], values[keep])
 
-    def to_bonds(self, i: int, task: int | None = None) -> list[dict]:
-        """Per-bond table: ``{"bond", "begin", "end", "bond_type", "attribution"}``."""
-        values = self.bond_values(i, task).tolist()
-        return [{"bond": b.GetIdx(), "begin": b.GetBeginAtomIdx(), "end": b.GetEndAtomIdx(),
-                 "bond_type": str(b.GetBondType()).lower(), "attribution": values[b.GetIdx()]}
+    def to_bonds(self, i: int, target=None) -> list[dict]:
+        """Per-bond table: ``{"bond", "begin", "end", "bond_type", "attribution"}`` with the input's
+        bond and atom indices."""
+        values = self.bond_values(i, target).tolist()
+        source, bond_source = self.input_atoms(i), self.input_bonds(i)
+        return [{"bond": bond_source[b.GetIdx()], "begin": source[b.GetBeginAtomIdx()],
+                 "end": source[b.GetEndAtomIdx()], "bond_type": str(b.GetBondType()).lower(),
+                 "attribution": values[b.GetIdx()]}
                 for b in self.molecules[i].GetBonds()]
 
-    def table(self, level: str = "molecule", task: int | None = None) -> list[dict]:
-        """Rows over all molecules: ``level="molecule"`` (scores, totals, gap), ``"atom"`` or ``"bond"``."""
-        if level not in ("molecule", "atom", "bond"):
-            raise InputError(f"expected level='molecule', 'atom' or 'bond'; got {level!r}")
+    def _head(self, i: int) -> dict:
+        head = {"molecule": i, "row": self.rows[i]}
+        if self.ids is not None:
+            head["id"] = self.ids[i]
+        head["smiles"] = self.smiles[i]
+        return head
+
+    def row_notes(self, i: int) -> str:
+        """All notes of molecule ``i`` in one line (atoms left out, RDKit, featurizer, baseline)."""
+        notes = list(self.notes[i]) if i < len(self.notes) else []
+        if i < len(self.baseline_warnings) and self.baseline_warnings[i]:
+            notes.append(self.baseline_warnings[i])
+        return "; ".join(notes)
+
+    def table(self, level: str = "molecule", target=None) -> list[dict]:
+        """Rows over all molecules: ``level="molecule"`` (scores F(x) and F(x'), totals, gap),
+        ``"atom"`` (both atom numbers), ``"bond"`` or ``"pair"``. Every line carries the input
+        ``row`` (and ``id`` when given), the SMILES and the molecule's notes."""
+        if level not in LEVELS:
+            raise InputError(f"expected level in {list(LEVELS)}; got {level!r}")
         out = []
         for i in range(self.n_examples):
-            head = {"molecule": i, "row": self.rows[i], "smiles": self.smiles[i]}
+            head, notes = self._head(i), self.row_notes(i)
             if level == "molecule":
-                out.append({**head, **self._molecule_totals(i, task)})
-            else:
-                items = self.to_atoms(i, task) if level == "atom" else self.to_bonds(i, task)
-                out.extend({**head, **item} for item in items)
+                out.append({**head, **self._molecule_totals(i, target), "notes": notes})
+                continue
+            items = {"atom": self.to_atoms, "bond": self.to_bonds, "pair": self.pair_list}[level](i, target)
+            if level == "atom":
+                items = [{"atom": a["index"], **{k: v for k, v in a.items() if k != "index"}} for a in items]
+            out.extend({**head, **item, "notes": notes} for item in items)
         return out
 
-    def _molecule_totals(self, i: int, task: int | None) -> dict:
-        def pick(t):
-            return float(self._task_column(t[i], task))
+    def to_dataframe(self, level: str = "molecule", target=None):
+        """:meth:`table` as a ``pandas.DataFrame`` (needs pandas). Every line has the input ``row``
+        (and ``id`` where given)."""
+        pandas = require("pandas", "pandas")
+        rows = self.table(level, target)
+        if rows:
+            return pandas.DataFrame(rows)
+        columns = ["molecule", "row"] + (["id"] if self.ids is not None else []) + ["smiles", "notes"]
+        return pandas.DataFrame(columns=columns)
 
-        atoms = float(self.atom_values(i, task).sum())
-        links = float(self.link_values(i, task).sum())
-        return {"score": pick(self.forward_x), "baseline_score": pick(self.forward_baseline),
-                "atoms": atoms, self.link_name: links, "gap": atoms + links - pick(self.delta)}
+    def _molecule_totals(self, i: int, target) -> dict:
+        def pick(t):
+            return float(self._task_column(t[i], target))
+
+        atoms = float(self.atom_feature_values(i, target).sum())
+        links = float(self.link_values(i, target).sum())
+        delta = pick(self.delta)
+        return {"score": pick(self.forward_x), "baseline_score": pick(self.forward_baseline), "difference": delta,
+                "atoms": atoms, self.link_name: links, "gap": atoms + links - delta,
+                "relative_gap": pick(self.relative_gap),
+                "baseline_warning": self.baseline_warnings[i] if i < len(self.baseline_warnings) else ""}
 
     # ------------------------------------------------------------------ storage
     def to(self, device) -> MoleculeAttribution:
@@ -255,7 +419,17 @@ def receptive_radius(model) -> int | None:
     return None
 
 
+def _card(model) -> dict | None:
+    card = getattr(model, "card", None)
+    return card if isinstance(card, dict) else None
+
+
 def _default_featurizer(model):
+    card = _card(model)
+    if card is not None and isinstance(card.get("featurizer"), dict):
+        from sciattr.zoo import make_featurizer
+
+        return make_featurizer(card["featurizer"])
     if isinstance(model, WeaveModel):
         for feat in (SimpleWeaveFeaturizer(), WeaveFeaturizer()):
             if (feat.n_atom_features, feat.n_pair_features) == (model.n_atom_features, model.n_pair_features):
@@ -265,9 +439,38 @@ def _default_featurizer(model):
     return PyGFeaturizer()
 
 
+def decision_threshold(model) -> float | None:
+    """The score at which a classifier's decision flips, from its card: 0 for a logit, 0.5 for a
+    probability; ``None`` for a regression or a model without a card."""
+    card = _card(model)
+    if card is None:
+        return None
+    if isinstance(card.get("decision_threshold"), (int, float)):
+        return float(card["decision_threshold"])
+    task = card.get("task") if isinstance(card.get("task"), dict) else {}
+    kind = str(task.get("kind", "")).lower()
+    if "classification" not in kind:
+        return None
+    return 0.0 if "logit" in kind else 0.5 if "probabilit" in kind else None
+
+
+@contextlib.contextmanager
+def _as_found(model):
+    """Leave a model as found: buffers (batch-norm running statistics) restored, no gradients kept."""
+    saved = []
+    if isinstance(model, torch.nn.Module) and model.training:
+        saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+
 def _uses_links(model, graph: MoleculeGraph, dtype, device) -> bool:
     """Whether a PyG model's output depends differentiably on ``edge_attr`` (one probe forward)."""
-    with torch.enable_grad():
+    with _as_found(model), torch.enable_grad():
         x = graph.atoms.to(device=device, dtype=dtype)
         links = graph.links.to(device=device, dtype=dtype).requires_grad_(True)
         batch = torch.zeros(graph.n_atoms, dtype=torch.long, device=device)
@@ -291,6 +494,10 @@ class _Union:
     link_index_global: torch.Tensor
     link_bond: torch.Tensor
 
+    @property
+    def n(self) -> int:
+        return int(self.atom_segments.max()) + 1 if self.atom_segments.numel() else 0
+
 
 def _union(graphs: Sequence[MoleculeGraph], dtype, device) -> _Union:
     sizes = torch.tensor([g.n_atoms for g in graphs])
@@ -310,17 +517,24 @@ def _union(graphs: Sequence[MoleculeGraph], dtype, device) -> _Union:
     )
 
 
-def _baselines(baseline, featurizer, link_name: str, data: _Union):
+def _baselines(baseline, featurizer, link_name: str, data: _Union) -> dict:
+    """One baseline spec -> ``{"atoms": spec, link_name: spec}`` of engine specs."""
     if isinstance(baseline, str) and baseline == "dummy":
-        if featurizer is None:
-            raise InputError("expected featurizer= with baseline='dummy' (the dummy atom comes from it)")
+        if featurizer is None or not hasattr(featurizer, "dummy_atoms"):
+            raise InputError("expected featurizer= with baselines='dummy' (the dummy atom comes from it)")
         return {ATOMS: featurizer.dummy_atoms(data.atoms), link_name: featurizer.dummy_links(data.links)}
     if isinstance(baseline, Mapping):
         unknown = set(baseline) - {ATOMS, link_name}
         if unknown:
-            raise InputError(f"expected baseline keys among {[ATOMS, link_name]}; got {sorted(unknown)}")
+            raise InputError(f"expected baselines keys among {[ATOMS, link_name]}; got {sorted(unknown)}")
         return dict(baseline)
     return {ATOMS: baseline, link_name: baseline}
+
+
+def _resolved(spec: dict, data: _Union, link_name: str) -> dict[str, torch.Tensor]:
+    """Baseline tensors for every row of the union."""
+    return {ATOMS: resolve_baseline(spec.get(ATOMS), data.atoms, ATOMS),
+            link_name: resolve_baseline(spec.get(link_name), data.links, link_name)}
 
 
 def _check_graphs(graphs) -> str:
@@ -339,7 +553,7 @@ def _check_graphs(graphs) -> str:
 class RaggedGraphs:
     """Featurized molecules as ragged engine inputs, with the forward that runs the model on them.
 
-    ``integrated_gradients(r.forward, r.inputs, segments=r.segments)`` (or any diagnostic taking a
+    ``sciattr.attribute(r.forward, r.inputs, segments=r.segments)`` (or any diagnostic taking a
     model, inputs and segments) evaluates every molecule at every path node in disjoint unions.
 
     Attributes
@@ -372,19 +586,35 @@ class RaggedGraphs:
                                                 device=self.data.links.device)
         return groups
 
+    def scores(self, model, atoms: torch.Tensor, links: torch.Tensor) -> torch.Tensor:
+        """Model output ``(n_molecules, T)`` on the union with the given atom and link feature rows
+        (e.g. baseline rows), without gradients; the model is left as found."""
+        data, convention = self.data, self.forward.convention
+        with _as_found(model), torch.no_grad():
+            if convention == "weave":
+                out = model(atoms, links, data.link_index_global, data.atom_segments, data.n)
+            else:
+                out = model(atoms, data.link_index_global, links, data.atom_segments)
+        out = model_output_tensor(out)
+        return out.reshape(out.shape[0], -1)
+
 
 def ragged_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *,
                   attribute_links: bool | None = None) -> RaggedGraphs:
     """The disjoint union of ``graphs`` as engine inputs for ``model`` (see :class:`RaggedGraphs`).
 
     ``attribute_links=None``: pair features are attributed; edge features when the model's output
-    depends on ``edge_attr`` (probed once on one molecule).
+    depends on ``edge_attr`` (probed once on one molecule). Molecules without any pair or edge
+    (one heavy atom) have nothing to attribute there; when no molecule has one, the (empty) link
+    table is held fixed.
     """
     kind = _check_graphs(graphs)
     link_name = _LINK_NAMES[kind]
     convention = "weave" if kind == "pairs" else "pyg"
     dtype, device = _dtype_device(model)
     data = _union(graphs, dtype, device)
+    if data.links.shape[0] == 0:
+        attribute_links = False
     if attribute_links is None:
         probe = next((g for g in graphs if g.n_links), None)
         attribute_links = kind == "pairs" or (probe is not None and _uses_links(model, probe, dtype, device))
@@ -397,12 +627,118 @@ def ragged_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *,
     return RaggedGraphs(inputs, segments, forward, link_name, bool(attribute_links), data)
 
 
+# ---------------------------------------------------------------------------------------- engine
+def _engine_takes_settings() -> bool:
+    return "settings" in inspect.signature(_engine.attribute).parameters
+
+
+def _run_engine(forward, inputs, *, target, settings: Settings, segments, example_names):
+    """The one place the engine is called."""
+    if _engine_takes_settings():
+        return _engine.attribute(forward, inputs, target=target, settings=settings, segments=segments,
+                                 example_names=example_names)
+    s = settings  # an engine of the keyword era: unpack the settings
+    steps = 50 if s.steps is None else s.steps
+    rule = s.rule if s.rule is not None else "gausslegendre"
+    return _engine.attribute(forward, inputs, baselines=s.baselines, target=target, method=s.method, steps=steps,
+                             rule=rule, batch_size=s.batch_size, memory_budget=s.memory_budget,
+                             tolerance=s.tolerance, max_steps=s.max_steps, store_path=s.store_path,
+                             segments=segments)
+
+
+def _pop_domain_options(options: dict, names: tuple[str, ...]) -> dict:
+    return {k: options.pop(k) for k in names if k in options}
+
+
+def _replicate(graphs: Sequence[MoleculeGraph], K: int) -> list[MoleculeGraph]:
+    return [g for g in graphs for _ in range(K)]
+
+
+def _replica_rows(segments: torch.Tensor, n_rows_orig: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the rows of a union of K copies of every graph (graph-major): the sample ``k`` of each row
+    and its row in the union of the original graphs."""
+    example = segments // K
+    k = segments % K
+    sizes = torch.bincount(segments, minlength=int(n_rows_orig.shape[0]) * K)
+    starts = torch.cumsum(sizes, 0) - sizes
+    rank = torch.arange(segments.shape[0], device=segments.device) - starts[segments]
+    offsets = torch.cumsum(n_rows_orig, 0) - n_rows_orig
+    return k, offsets.to(segments.device)[example] + rank
+
+
+def _sample_list(specs, graphs, featurizer, link_name, data) -> list[dict[str, torch.Tensor]]:
+    """K baseline specs (or a sampler) -> K dicts of baseline tensors over the original union."""
+    if hasattr(specs, "sample"):
+        specs = specs.sample(graphs, data=data, link_name=link_name, featurizer=featurizer)
+    specs = list(specs)
+    if not specs:
+        raise InputError("baselines must not be an empty list; give at least one baseline")
+    return [_resolved(_baselines(spec, featurizer, link_name, data), data, link_name) for spec in specs]
+
+
+def _expected_gradients(model, graphs, specs, featurizer, attribute_links, target, s: Settings, names):
+    """Integrated gradients averaged over K baselines per molecule (expected gradients)."""
+    n = len(graphs)
+    probe = ragged_graphs(model, graphs, attribute_links=attribute_links)
+    link_name, data = probe.link_name, probe.data
+    sampled = _sample_list(specs, graphs, featurizer, link_name, data)
+    K = len(sampled)
+    ragged = ragged_graphs(model, _replicate(graphs, K), attribute_links=probe.links_attributed)
+    bases = {}
+    for name, segs, orig in ((ATOMS, ragged.data.atom_segments, torch.tensor([g.n_atoms for g in graphs])),
+                             (link_name, ragged.data.link_segments, torch.tensor([g.n_links for g in graphs]))):
+        if name not in ragged.inputs:
+            continue
+        k, rows = _replica_rows(segs, orig, K)
+        stacked = torch.stack([b[name] for b in sampled])  # (K, rows, F)
+        bases[name] = stacked[k, rows]
+    labels = [f"{names[i]} (baseline {k})" for i in range(n) for k in range(K)]
+    res = _run_engine(ragged.forward, ragged.inputs, target=target, settings=s.replace(baselines=bases),
+                      segments=ragged.segments, example_names=labels)
+    out_attr, out_base = {}, {}
+    for name in res.attributions:
+        segs = ragged.segments[name]
+        orig = torch.tensor([g.n_atoms if name == ATOMS else g.n_links for g in graphs])
+        _, rows = _replica_rows(segs, orig, K)
+        a = res.attributions[name]
+        x = data.atoms if name == ATOMS else data.links
+        out_attr[name] = a.new_zeros((x.shape[0],) + tuple(a.shape[1:])).index_add_(0, rows, a) / K
+        b = res.baselines[name]
+        out_base[name] = b.new_zeros(x.shape).index_add_(0, rows, b) / K
+
+    def grouped(t):
+        return None if t is None else t.reshape((n, K) + tuple(t.shape[1:]))
+
+    per_baseline_rel = grouped(res.relative_gap.detach().cpu())
+    crit = res.criterion or []
+    criterion = None if not crit else [
+        c[0] if len(set(c)) == 1 else ("" if "" in c else "scale") for c in (crit[i * K:(i + 1) * K] for i in range(n))]
+    averaged = dataclasses.replace(
+        res,
+        attributions=out_attr,
+        inputs={ATOMS: data.atoms, **({link_name: data.links} if link_name in out_attr else {})},
+        baselines=out_base,
+        forward_x=grouped(res.forward_x)[:, 0],
+        forward_baseline=grouped(res.forward_baseline).mean(1),
+        steps=grouped(res.steps).max(1).values,
+        evaluations=None if res.evaluations is None else grouped(res.evaluations).sum(1),
+        converged=None if res.converged is None else grouped(res.converged).all(1),
+        criterion=criterion,
+        error_estimate=None if res.error_estimate is None else grouped(res.error_estimate).max(1).values,
+        segments={ATOMS: data.atom_segments, **({link_name: data.link_segments} if link_name in out_attr else {})},
+        path=None,
+        meta={**res.meta, "baseline_samples": K, "baseline_scores": grouped(res.forward_baseline).tolist(),
+              "baseline_relative_gaps": per_baseline_rel.tolist()},
+    )
+    return averaged, probe
+
+
 # ---------------------------------------------------------------------------------------- entry points
-def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=None, steps: int | str = 50,
-                   rule="gausslegendre", baseline: Any = "zeros", featurizer=None, attribute_links: bool | None
-                   = None, batch_size: int | None = None, memory_budget=None, tolerance: float | None = None,
-                   max_steps: int = 1024, store_path: bool = False, rows: list | None = None,
-                   errors: list | None = None) -> MoleculeAttribution:
+_GRAPH_OPTIONS = ("attribute_links", "rows", "errors", "ids", "decision_threshold", "notes")
+
+
+def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=None, settings: Settings | None = None,
+                   featurizer=None, **options) -> MoleculeAttribution:
     """Integrated gradients of ``model`` over featurized molecules, all batched together.
 
     Parameters
@@ -411,41 +747,72 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
         A Weave-convention model (pair graphs) or a PyG-convention model (edge graphs).
     graphs:
         :class:`MoleculeGraph` objects of one kind.
-    target, steps, rule, batch_size, memory_budget, tolerance, max_steps, store_path:
-        As in :func:`sciattr.integrated_gradients`.
-    baseline:
-        ``"zeros"``, ``"dummy"`` (needs ``featurizer``) or a dict ``{"atoms": ..., link name: ...}``.
+    target:
+        An output index, a task name of the model's card, or any target of :func:`sciattr.attribute`.
+    settings, **options:
+        A :class:`sciattr.Settings` and/or its fields as keywords (``steps``, ``rule``,
+        ``tolerance``, ``baselines``, ``batch_size``, ``memory_budget``, ...). ``baselines``:
+        ``"zeros"`` (default), ``"dummy"`` (needs ``featurizer``), a dict ``{"atoms": ...,
+        link name: ...}``, a list of such baselines or a
+        :class:`~sciattr.chem.baselines.ReferenceBaselines` (expected gradients).
+    featurizer:
+        The featurizer of ``graphs`` (for ``"dummy"`` baselines and feature names).
     attribute_links:
         Attribute the pair/edge features as well as the atoms. ``None``: yes for pair graphs; for
         edge graphs, yes when the model's output depends on ``edge_attr`` (probed once).
-    rows, errors:
-        Bookkeeping of :func:`explain_molecules` (input row of each graph, bad rows).
+    decision_threshold:
+        The score where a classifier's decision flips (default from the model card; ``None`` for
+        none), used by the baseline check.
+    rows, errors, ids:
+        Bookkeeping of :func:`explain_molecules` (input row of each graph, bad rows, identifiers).
 
     Returns
     -------
     MoleculeAttribution
         ``attributions["atoms"] (N, F_atom[, T])`` and ``attributions["pairs"|"edges"] (L, F_link[, T])``.
     """
-    ragged = ragged_graphs(model, graphs, attribute_links=attribute_links)
-    data, link_name, n = ragged.data, ragged.link_name, len(graphs)
-    bases = _baselines(baseline, featurizer, link_name, data)
-    if not ragged.links_attributed:
-        bases.pop(link_name, None)
-    res = integrated_gradients(ragged.forward, ragged.inputs, baselines=bases, target=target, steps=steps, rule=rule,
-                               batch_size=batch_size, memory_budget=memory_budget, tolerance=tolerance,
-                               max_steps=max_steps, store_path=store_path, segments=ragged.segments)
+    check_keywords(options)
+    extra = _pop_domain_options(options, _GRAPH_OPTIONS)
+    s = resolve_settings(settings, options)
+    kind = _check_graphs(graphs)
+    n = len(graphs)
+    rows = list(range(n)) if extra.get("rows") is None else list(extra["rows"])
+    names = [f"row {r}" for r in rows]
+    names_t = task_names(_card(model))
+    target = target_index(target, names_t)
+    spec = s.baselines
+    many = isinstance(spec, (list, tuple)) or hasattr(spec, "sample")
+    if many:
+        res, ragged = _expected_gradients(model, graphs, spec, featurizer, extra.get("attribute_links"), target, s,
+                                          names)
+        baseline_label = f"{len(res.meta['baseline_scores'][0])} sampled baselines (expected gradients)"
+    else:
+        ragged = ragged_graphs(model, graphs, attribute_links=extra.get("attribute_links"))
+        bases = _baselines("zeros" if spec is None else spec, featurizer, ragged.link_name, ragged.data)
+        if not ragged.links_attributed:
+            bases.pop(ragged.link_name, None)
+        res = _run_engine(ragged.forward, ragged.inputs, target=target, settings=s.replace(baselines=bases),
+                          segments=ragged.segments, example_names=names)
+        baseline_label = spec if isinstance(spec, str) else "zeros" if spec is None else "custom"
+    data, link_name = ragged.data, ragged.link_name
     if not ragged.links_attributed:
         res = _with_fixed_links(res, link_name, data)
     res.meta.update({"links_attributed": ragged.links_attributed, "convention": ragged.forward.convention,
-                     "baseline": baseline if isinstance(baseline, str) else "custom",
-                     "receptive_radius": receptive_radius(model)})
-    return res.specialize(
+                     "baseline": baseline_label, "receptive_radius": receptive_radius(model), "kind": kind})
+    threshold = extra["decision_threshold"] if "decision_threshold" in extra else decision_threshold(model)
+    res.meta["decision_threshold"] = threshold
+    result = res.specialize(
         MoleculeAttribution, molecules=[g.mol for g in graphs], smiles=[g.smiles for g in graphs],
-        rows=list(range(n)) if rows is None else list(rows), errors=list(errors or []),
-        notes=[g.notes for g in graphs], link_name=link_name, link_index=data.link_index_local,
-        link_bond=data.link_bond, atom_feature_names=_names_of(featurizer, "atom_feature_names"),
+        rows=rows, errors=list(extra.get("errors") or []), notes=[tuple(g.notes) for g in graphs],
+        link_name=link_name, link_index=data.link_index_local, link_bond=data.link_bond,
+        atom_feature_names=_names_of(featurizer, "atom_feature_names"),
         link_feature_names=_names_of(featurizer, "link_feature_names"),
+        source_atoms=[g.source_atoms for g in graphs], source_bonds=[source_bonds(g.mol) for g in graphs],
+        ids=None if extra.get("ids") is None else list(extra["ids"]), target_names=names_t,
+        baseline_warnings=[""] * n,
     )
+    _check_baselines(result, model, ragged, featurizer, spec, target, threshold)
+    return result
 
 
 def _names_of(featurizer, attribute: str) -> tuple:
@@ -466,24 +833,102 @@ def _with_fixed_links(res: Attribution, link_name: str, data: _Union) -> Attribu
     )
 
 
-def explain_molecules(model: Callable, molecules: Sequence, *, featurizer=None, target=None,
-                      steps: int | str = 50, baseline: Any = "zeros", **options) -> MoleculeAttribution:
+# ---------------------------------------------------------------------------------------- baseline checks
+def _column(values: torch.Tensor, result: MoleculeAttribution, target) -> torch.Tensor:
+    """The explained column of per-example values ``(n,)`` or ``(n, T)``."""
+    values = values.detach().double().cpu()
+    if values.dim() == 1:
+        return values
+    if result.multi_target:
+        return values  # every attributed target is checked
+    return values[:, 0]
+
+
+def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, featurizer, spec, target,
+                     threshold) -> None:
+    """Per-molecule notes (and one warning) when the baseline is not neutral for the target."""
+    fx = _column(result.forward_x, result, target)
+    fb = _column(result.forward_baseline, result, target)
+    delta = fx - fb
+    scale = torch.maximum(delta.abs(), _column(result.attribution_scale() if callable(result.attribution_scale)
+                                               else result.attribution_scale, result, target))
+    kinds: dict[str, list[int]] = {}
+    texts: list[list[str]] = [[] for _ in range(result.n_examples)]
+    for i in range(result.n_examples):
+        x, b, d, sc = fx[i].reshape(-1), fb[i].reshape(-1), delta[i].reshape(-1), scale[i].reshape(-1)
+        for t in range(x.shape[0]):
+            which = f" (target {t})" if x.shape[0] > 1 else ""
+            if threshold is not None and float((x[t] - threshold) * (b[t] - threshold)) > 0:
+                side = "above" if float(x[t]) > threshold else "below"
+                texts[i].append(
+                    f"baseline not neutral{which}: F(x') = {float(b[t]):.4g} is {side} the decision threshold "
+                    f"{threshold:g} like F(x) = {float(x[t]):.4g}, so the attributions explain the difference "
+                    f"between two predictions of the same class; try baselines=neutral_baseline(model, molecules) "
+                    f"or expected gradients over reference molecules (ReferenceBaselines)")
+                kinds.setdefault("same side of the decision threshold", []).append(result.rows[i])
+            elif float(sc[t]) > 0 and abs(float(d[t])) < SMALL_DIFFERENCE * float(sc[t]):
+                texts[i].append(
+                    f"baseline not neutral{which}: |F(x) - F(x')| = {abs(float(d[t])):.3g} is small against the "
+                    f"attributions' scale {float(sc[t]):.3g} (large attributions cancel); try another baseline "
+                    f"(neutral_baseline) or expected gradients")
+                kinds.setdefault("F(x) close to F(x')", []).append(result.rows[i])
+    if isinstance(spec, str) and spec == "dummy":
+        zeros = ragged.scores(model, torch.zeros_like(ragged.data.atoms), torch.zeros_like(ragged.data.links))
+        dummy = ragged.scores(model, featurizer.dummy_atoms(ragged.data.atoms),
+                              featurizer.dummy_links(ragged.data.links))
+        fz, fd = _pick(zeros, target, result), _pick(dummy, target, result)
+        if fz is not None:
+            for i in range(result.n_examples):
+                gap, reach = float((fd[i] - fz[i]).abs().max()), float((fx[i].reshape(-1) - fz[i]).abs().max())
+                if gap <= DUMMY_LIKE_ZEROS * max(reach, 1e-12):
+                    texts[i].append(
+                        f"the model cannot tell the dummy baseline from zeros (|F(dummy) - F(zeros)| = {gap:.2g}): "
+                        f"its unknown-element/bond columns carry almost no weight, so 'dummy' behaves like 'zeros'")
+                    kinds.setdefault("dummy indistinguishable from zeros", []).append(result.rows[i])
+            result.meta["zeros_score"] = fz.tolist()
+    result.baseline_warnings[:] = ["; ".join(t) for t in texts]
+    for what, rows in kinds.items():
+        rows = list(dict.fromkeys(rows))  # a row found for several targets is named once
+        shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+        first = next(t for t in texts[result.rows.index(rows[0])])
+        warnings.warn(f"baseline not neutral ({what}) for input row(s) {shown}: {first}", BaselineWarning,
+                      stacklevel=3)
+
+
+def _pick(scores: torch.Tensor, target, result) -> torch.Tensor | None:
+    """The target column(s) of a raw model output ``(n, T)`` (``None`` for targets not given by index)."""
+    scores = scores.detach().double().cpu()
+    if target is None:
+        return scores if scores.shape[1] > 1 else scores[:, 0]
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        return scores[:, int(target)]
+    if isinstance(target, (list, tuple)) and all(isinstance(t, int) for t in target):
+        return scores[:, list(target)]
+    return None
+
+
+def explain_molecules(model: Callable, molecules, *, featurizer=None, target=None, settings: Settings | None = None,
+                      **options) -> MoleculeAttribution:
     """Attribute a molecular model's predictions to atoms, atom pairs and bonds.
 
     Parameters
     ----------
     model:
         A :class:`~sciattr.chem.weave.WeaveModel` (or any model with its calling convention) or a
-        PyG model ``model(x, edge_index, edge_attr, batch)``.
+        PyG model ``model(x, edge_index, edge_attr, batch)``; a model from
+        :func:`sciattr.zoo.load_model` brings its card (featurizer, task names, threshold).
     molecules:
-        A list of SMILES strings and/or RDKit molecules (e.g. from :func:`~sciattr.chem.load_sdf`;
-        ``None`` entries are reported as unreadable records).
+        SMILES strings and/or RDKit molecules: a list, tuple, numpy array or pandas Series (rows
+        are positions; a Series' index becomes ``ids`` unless it is 0..n-1), e.g. from
+        :func:`~sciattr.chem.load_sdf` (unreadable records are reported with RDKit's reason).
     featurizer:
-        Defaults to the built-in Weave featurizer matching a WeaveModel's input widths, and to
-        :class:`~sciattr.chem.featurize.PyGFeaturizer` for other models.
-    target, steps, baseline, **options:
-        As in :func:`explain_graphs` (``rule``, ``batch_size``, ``memory_budget``, ``tolerance``,
-        ``max_steps``, ``store_path``, ``attribute_links``).
+        Default: the model card's featurizer; else the built-in Weave featurizer matching a
+        WeaveModel's input widths, and :class:`~sciattr.chem.featurize.PyGFeaturizer` for others.
+    target:
+        An output index or a task name from the model card.
+    settings, **options:
+        A :class:`sciattr.Settings` and/or its fields as keywords; also ``attribute_links``,
+        ``decision_threshold`` and ``ids`` (an identifier per input row) as in :func:`explain_graphs`.
 
     Returns
     -------
@@ -499,10 +944,28 @@ def explain_molecules(model: Callable, molecules: Sequence, *, featurizer=None, 
     >>> len(res.to_atoms(0)), res.errors[0]["row"]
     (3, 1)
     """
+    check_keywords(options)
+    for key in ("rows", "errors", "notes"):
+        if key in options:
+            raise InputError(f"unknown option {key!r} for explain_molecules")
+    ids = options.pop("ids", None)
+    if ids is None and hasattr(molecules, "iloc") and hasattr(molecules, "index"):
+        index = list(molecules.index)
+        if index != list(range(len(index))):
+            ids = index
+    items = as_items(molecules)
+    if ids is not None:
+        ids = list(ids)
+        if len(ids) != len(items):
+            raise InputError(f"expected one id per input row ({len(items)}); got {len(ids)}")
+    if settings is not None or options:
+        probe = dict(options)
+        _pop_domain_options(probe, _GRAPH_OPTIONS)
+        resolve_settings(settings, probe)  # bad options fail before any molecule is featurized
     featurizer = _default_featurizer(model) if featurizer is None else featurizer
-    graphs, rows, errors = featurize_batch(featurizer, molecules)
+    graphs, rows, errors = featurize_batch(featurizer, items)
     if not graphs:
         listed = "; ".join(f"row {e['row']}: {e['message']}" for e in errors[:5])
         raise InputError(f"expected at least one valid molecule; got none of {len(errors)} ({listed})")
-    return explain_graphs(model, graphs, target=target, steps=steps, baseline=baseline, featurizer=featurizer,
-                          rows=rows, errors=errors, **options)
+    return explain_graphs(model, graphs, target=target, settings=settings, featurizer=featurizer, rows=rows,
+                          errors=errors, ids=None if ids is None else [ids[r] for r in rows], **options)

@@ -26,6 +26,12 @@ attributions whatever their neighbours are.
 
 Atom labels at radius 0 are the model's own atom-feature rows, so two atoms that the
 featurization cannot tell apart are never counted as collapsed.
+
+Which per-atom number. The report compares the *feature-only* attributions
+(:meth:`~sciattr.chem.adapter.MoleculeAttribution.atom_feature_values`): what flows through the
+atom's own representation, the quantity the anecdote is about. The complete atom score (the
+default elsewhere) adds half of each pair the atom is in, and a pair's attribution also flows
+through its other atom, so complete scores see the neighbours' types even in W1N2.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sciattr.chem._vocabulary import renamed_keywords
 from sciattr.chem.adapter import ATOMS, MoleculeAttribution
 from sciattr.errors import InputError
 
@@ -86,7 +93,7 @@ class ReceptiveFieldReport:
     Attributes
     ----------
     collapsed:
-        One dict per collapsed atom pair: ``molecule``, ``atoms`` ``(a, b)``, ``symbols``,
+        One dict per collapsed atom pair: ``molecule``, ``atoms`` ``(a, b)`` (input atom indices), ``symbols``,
         ``differ_at`` (first WL radius where the neighbourhoods differ) and ``attributions``.
     compared_by_radius, collapsed_by_radius:
         Atom pairs (within molecules) first differing at each radius, and how many of them collapsed.
@@ -134,9 +141,10 @@ class ReceptiveFieldReport:
         return "\n".join(lines)
 
 
+@renamed_keywords
 def receptive_field_report(result: MoleculeAttribution, *, expected_radius: int | None = None,
                            max_radius: int = 3, rtol: float = 1e-6, min_share: float = 1e-3,
-                           task: int | None = None, molecules: Sequence[int] | None = None) -> ReceptiveFieldReport:
+                           target=None, molecules: Sequence[int] | None = None) -> ReceptiveFieldReport:
     """Find atoms treated identically although their neighbourhoods differ.
 
     Parameters
@@ -154,8 +162,8 @@ def receptive_field_report(result: MoleculeAttribution, *, expected_radius: int 
     min_share:
         A radius counts as unresolved when more than this share of the pairs first differing
         there collapse (one accidental tie among thousands of pairs does not flag a model).
-    task:
-        Which attributed target, for multi-target results.
+    target:
+        Which attributed target (index or task name), for multi-target results.
     molecules:
         Indices of the molecules to examine (default: all).
     """
@@ -169,7 +177,7 @@ def receptive_field_report(result: MoleculeAttribution, *, expected_radius: int 
     report = ReceptiveFieldReport(expected_radius=expected_radius, max_radius=max_radius,
                                   effective_radius=max_radius)
     for i in range(result.n_examples) if molecules is None else molecules:
-        _examine(result, i, max_radius, rtol, task, report)
+        _examine(result, i, max_radius, rtol, target, report)
     unresolved = [r for r, n in report.compared_by_radius.items()
                   if report.collapsed_by_radius.get(r, 0) > min_share * n]
     if unresolved:
@@ -185,8 +193,9 @@ def _first_difference(colours: list[list[int]]) -> torch.Tensor:
     return torch.where(differ.any(0), first, torch.full_like(first, -1))
 
 
-def _examine(result: MoleculeAttribution, i: int, max_radius: int, rtol: float, task, report) -> None:
-    values = result.atom_values(i, task).detach().double().cpu()
+def _examine(result: MoleculeAttribution, i: int, max_radius: int, rtol: float, target, report) -> None:
+    # the atom-feature view: what the model's atom representations resolve (pairs differ anyway)
+    values = result.atom_feature_values(i, target).detach().double().cpu()
     rows = result.inputs[ATOMS][result.segments[ATOMS] == i].cpu()
     mol = result.molecules[i]
     first = _first_difference(wl_colours(mol, [tuple(row.tolist()) for row in rows], max_radius))
@@ -196,11 +205,12 @@ def _examine(result: MoleculeAttribution, i: int, max_radius: int, rtol: float, 
     compared = upper & (first >= 0)
     for radius, count in zip(*torch.unique(first[compared], return_counts=True)):
         report.compared_by_radius[int(radius)] = report.compared_by_radius.get(int(radius), 0) + int(count)
+    source = result.input_atoms(i)
     for a, b in (compared & close).nonzero().tolist():
         radius = int(first[a, b])
         report.collapsed_by_radius[radius] = report.collapsed_by_radius.get(radius, 0) + 1
         report.collapsed.append({
-            "molecule": i, "atoms": (a, b),
+            "molecule": i, "atoms": (source[a], source[b]),
             "symbols": (mol.GetAtomWithIdx(a).GetSymbol(), mol.GetAtomWithIdx(b).GetSymbol()),
             "differ_at": radius, "attributions": (float(values[a]), float(values[b])),
         })

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sciattr.chem._vocabulary import renamed_keywords
 from sciattr.errors import InputError, describe, require
 
 __all__ = [
@@ -116,10 +117,14 @@ def _drawer(image_format: str, width: int, height: int, panel_width: int, panel_
     return drawer
 
 
-def _caption(title: str | None, prediction: float | None, gap: float | None) -> str:
+def _caption(title: str | None, prediction: float | None, gap: float | None,
+             baseline_score: float | None = None) -> str:
     parts = [] if not title else [str(title)]
     if prediction is not None:
-        parts.append(f"prediction {float(prediction):.4g}")
+        parts.append(f"F(x) {float(prediction):.4g}" if baseline_score is not None
+                     else f"prediction {float(prediction):.4g}")
+    if baseline_score is not None:
+        parts.append(f"F(x') {float(baseline_score):.4g}")
     if gap is not None:
         parts.append(f"completeness gap {float(gap):.2e}")
     return "   ".join(parts)
@@ -150,7 +155,7 @@ def _colour_bar(drawer, left: float, top: float, width: float, scale: float) -> 
 
 def draw_molecule(mol, atom_values, bond_values=None, *, prediction: float | None = None,
                   completeness_gap: float | None = None, title: str | None = None,
-                  scale: float | None = None, threshold: float = 1e-3, size: tuple[int, int] = (480, 400),
+                  baseline_score: float | None = None, scale: float | None = None, threshold: float = 1e-3, size: tuple[int, int] = (480, 400),
                   image_format: str = "svg") -> Picture:
     """Draw ``mol`` with atoms and bonds coloured by their attributions.
 
@@ -163,8 +168,8 @@ def draw_molecule(mol, atom_values, bond_values=None, *, prediction: float | Non
         ``(n_atoms,)`` signed attributions.
     bond_values:
         ``(n_bonds,)`` signed attributions, or ``None`` for atoms only.
-    prediction, completeness_gap:
-        Printed under the molecule when given.
+    prediction, completeness_gap, baseline_score:
+        Printed under the molecule when given (the baseline score F(x') next to F(x)).
     title:
         Printed first in the caption (e.g. the model name or SMILES).
     scale:
@@ -188,7 +193,7 @@ def draw_molecule(mol, atom_values, bond_values=None, *, prediction: float | Non
     bond_colours = {} if bonds is None else _highlights(bonds, scale, threshold)
     drawer.DrawMolecule(mol, highlightAtoms=list(atom_colours), highlightAtomColors=atom_colours,
                         highlightBonds=list(bond_colours), highlightBondColors=bond_colours,
-                        legend=_caption(title, prediction, completeness_gap))
+                        legend=_caption(title, prediction, completeness_gap, baseline_score))
     _colour_bar(drawer, 0.2 * width, height - COLOUR_BAR_HEIGHT, 0.6 * width, scale)
     drawer.FinishDrawing()
     return drawer.GetDrawingText()
@@ -282,9 +287,11 @@ def pair_matrix(n_atoms: int, pair_index, pair_values, atom_values=None) -> np.n
 
 
 def _atom_labels(mol, n: int) -> list[str]:
+    """``<element><index>``: the input index when the atom carries it (``atomNote``), else RDKit's."""
     if mol is None:
         return [str(i) for i in range(n)]
-    return [f"{atom.GetSymbol()}{atom.GetIdx()}" for atom in mol.GetAtoms()]
+    return [f"{atom.GetSymbol()}{atom.GetProp('atomNote') if atom.HasProp('atomNote') else atom.GetIdx()}"
+            for atom in mol.GetAtoms()]
 
 
 def pair_heatmap(matrix, mol=None, *, title: str | None = None, scale: float | None = None, ax=None):
@@ -329,58 +336,80 @@ def _values(tensor) -> np.ndarray:
                       dtype=np.float64)
 
 
-def _molecule_view(result, index: int, task: int | None = None):
-    """``(mol, atom values, bond values, prediction, gap)`` of molecule ``index`` of a result."""
+def _molecule_view(result, index: int, target=None, view: str = "complete"):
+    """``(mol, atom values, bond values, prediction, gap, baseline score)`` of molecule ``index``;
+    ``mol`` is a copy whose atoms carry their input index as a note."""
     n = result.n_examples
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
         raise InputError(f"expected a molecule index in [0, {n - 1}]; got {index!r}")
-    mol = result.molecules[index]
-    atoms = _values(result.atom_values(index, task))
-    bonds = _values(result.bond_values(index, task))
-    prediction = _scalar(result.forward_x[index], task)
-    gap = _scalar(result.completeness_gap[index], task)
-    return mol, atoms, bonds, prediction, gap
+    chem = require("rdkit.Chem", "chem")
+    mol = chem.Mol(result.molecules[index])
+    for atom, source in zip(mol.GetAtoms(), result.input_atoms(index)):
+        atom.SetProp("atomNote", str(source))
+    atoms = _values(result.atom_values(index, target, view=view))
+    bonds = _values(result.bond_values(index, target))
+    prediction = _scalar(result, result.forward_x[index], target)
+    gap = _scalar(result, result.completeness_gap[index], target)
+    baseline = _scalar(result, result.forward_baseline[index], target)
+    return mol, atoms, bonds, prediction, gap, baseline
 
 
-def _scalar(value, task: int | None) -> float:
-    """One number of a per-example value: the ``task`` column of a multi-target result."""
-    array = _values(value).reshape(-1)
-    return float(array[0] if array.size == 1 else array[task])
+def _scalar(result, value, target=None) -> float:
+    """One number of a per-example value: the ``target`` column of a multi-target result."""
+    return float(result._task_column(value, target))
 
 
+def _left_out(result, index: int) -> str:
+    notes = result.notes[index] if index < len(result.notes) else ()
+    return "atoms left out (see notes)" if any("left out" in str(n) for n in notes) else ""
+
+
+@renamed_keywords
 def draw_attribution(result, index: int = 0, path: str | os.PathLike | None = None, *,
-                     task: int | None = None, title: str | None = None, **options) -> Picture:
-    """Picture of molecule ``index`` of a ``MoleculeAttribution`` (atoms, bonds, prediction, gap).
+                     target=None, title: str | None = None, view: str = "complete", **options) -> Picture:
+    """Picture of molecule ``index`` of a ``MoleculeAttribution`` (atoms, bonds, F(x), F(x'), gap).
 
-    Bond colours are the attributions of the pair (or both directed edges) of each bond; pairs
-    that are not bonds are not drawn (see :func:`attribution_heatmap`). With ``path`` (``.svg``
-    or ``.png``) the picture is also written there; ``task`` picks a column of a multi-target
-    result.
+    Atom colours are the complete atom scores (``view="features"``: the atom features only);
+    atoms are labelled with their input index. Bond colours are the attributions of the pair (or
+    both directed edges) of each bond; pairs that are not bonds are not drawn (see
+    :func:`attribution_heatmap`). With ``path`` (``.svg`` or ``.png``) the picture is also
+    written there; ``target`` picks a column (index or task name) of a multi-target result.
     """
-    mol, atoms, bonds, prediction, gap = _molecule_view(result, index, task)
+    mol, atoms, bonds, prediction, gap, baseline = _molecule_view(result, index, target, view)
     if path is not None:
         options.setdefault("image_format", _format_of(path))
+    name = title if title is not None else result.meta.get("model")
+    extra = _left_out(result, index)
+    if extra:
+        name = f"{name}  ({extra})" if name else f"({extra})"
     picture = draw_molecule(mol, atoms, bonds, prediction=prediction, completeness_gap=gap,
-                            title=title if title is not None else result.meta.get("model"), **options)
+                            baseline_score=baseline, title=name, **options)
     if path is not None:
         save_picture(picture, path)
     return picture
 
 
-def attribution_heatmap(result, index: int = 0, *, task: int | None = None, **options):
+@renamed_keywords
+def attribution_heatmap(result, index: int = 0, *, target=None, **options):
     """Atom x atom heat map of molecule ``index`` of a ``MoleculeAttribution``: pair (or edge)
-    attributions off the diagonal, atom attributions on it. Returns a matplotlib ``Figure``."""
-    mol, atoms, _, _, _ = _molecule_view(result, index, task)
-    matrix = _values(result.to_pairs(index, task)).copy()
-    np.fill_diagonal(matrix, atoms)
+    attributions off the diagonal, atom-feature attributions on it (the diagonal and the halves
+    of its row and column add up to the atom's complete score). Rows and columns are labelled with
+    input atom indices. Returns a matplotlib ``Figure``."""
+    mol, _, _, _, _, _ = _molecule_view(result, index, target)
+    features = _values(result.atom_feature_values(index, target))
+    ends = result.link_atoms(index).cpu().numpy()
+    matrix = pair_matrix(mol.GetNumAtoms(), ends, _values(result.link_values(index, target)), features)
     return pair_heatmap(matrix, mol, **options)
 
 
-def draw_attribution_grid(result, indices: Sequence[int] | None = None, *, task: int | None = None,
-                          **options) -> Picture:
-    """Grid picture of several molecules of a ``MoleculeAttribution`` (default: all)."""
+@renamed_keywords
+def draw_attribution_grid(result, indices: Sequence[int] | None = None, *, target=None,
+                          view: str = "complete", **options) -> Picture:
+    """Grid picture of several molecules of a ``MoleculeAttribution`` (default: all), complete atom
+    scores by default; legends give the input row, F(x), F(x') and the gap."""
     chosen = list(range(result.n_examples)) if indices is None else list(indices)
-    views = [_molecule_view(result, i, task) for i in chosen]
-    options.setdefault("legends", [f"#{result.rows[i]}  prediction {v[3]:.3g}  gap {v[4]:.1e}"
+    views = [_molecule_view(result, i, target, view) for i in chosen]
+    options.setdefault("legends", [f"#{result.rows[i]}  F(x) {v[3]:.3g}  F(x') {v[5]:.3g}  gap {v[4]:.1e}"
+                                   + ("  *" if _left_out(result, i) else "")
                                    for i, v in zip(chosen, views)])
     return draw_grid([v[0] for v in views], [v[1] for v in views], [v[2] for v in views], **options)

@@ -19,14 +19,22 @@ Public API
     Featurize many molecules; bad rows become ``{"row", "input", "message"}`` records.
 ``collate(graphs) -> GraphBatch``
     The disjoint union of many graphs (what models are trained on).
-``load_sdf(path) -> list[Chem.Mol | None]``
-    Records of an SDF file, ``None`` for a record RDKit cannot read.
+``load_sdf(path) -> list[Chem.Mol | UnreadableRecord]``
+    Records of an SDF file; a record RDKit cannot read is an :class:`UnreadableRecord` carrying
+    RDKit's reason (explaining it gives a row error with that reason).
 
 Conventions (decided once, used everywhere)
 -------------------------------------------
 * **Atoms.** Atom row ``i`` is atom ``i`` of ``graph.mol`` (the processed molecule);
   ``graph.source_atoms[i]`` is its index in the molecule that was passed in (``-1`` for a
-  hydrogen added by ``hydrogens="explicit"``).
+  hydrogen added by ``hydrogens="explicit"``). Everything sciattr shows or writes about an atom
+  uses that input index; when atoms were left out (a fragment, explicit hydrogens) the notes
+  say which.
+* **What RDKit says.** RDKit's warnings while a molecule is read or sanitized become notes of
+  the row; when RDKit refuses a molecule its reason is the row's error message.
+* **What a featurizer cannot represent** (a formal charge or radical in the simple
+  featurization, isotopes, radicals, elements outside :data:`ELEMENTS`, dummy atoms ``*``) is
+  named in ``graph.notes``: two molecules that differ only there get identical features.
 * **Hydrogens.** ``hydrogens="implicit"`` (default) removes hydrogens with ``Chem.RemoveHs``; they
   enter only as the hydrogen count of the full featurization. Hydrogens RDKit keeps (isotopes,
   H2) are atoms of element ``H``. ``"explicit"`` adds all hydrogens as atoms.
@@ -53,7 +61,10 @@ Conventions (decided once, used everywhere)
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -74,11 +85,15 @@ __all__ = [
     "MoleculeGraph",
     "PyGFeaturizer",
     "SimpleWeaveFeaturizer",
+    "UnreadableRecord",
     "WeaveFeaturizer",
     "collate",
     "featurize_batch",
     "load_sdf",
     "prepare_molecule",
+    "rdkit_messages",
+    "source_bonds",
+    "unrepresented",
 ]
 
 #: Elements with their own one-hot column; everything else is ``element=other``.
@@ -196,21 +211,76 @@ def collate(graphs: Sequence[MoleculeGraph]) -> GraphBatch:
 
 
 # ---------------------------------------------------------------------------------------- parsing
+_RDKIT_PROP = "_sciattr_rdkit_messages"
+
+
+class _RDKitLog(logging.Handler):
+    """Collects what RDKit logs (through Python's logging) while a molecule is read."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        text = "; ".join(line.strip() for line in record.getMessage().splitlines() if line.strip())
+        text = re.sub(r"^\[\d\d:\d\d:\d\d\]\s*", "", text)
+        text = re.sub(r"^ERROR:\s*", "", text)
+        if not text or text in self.messages or _NOISE.search(text):
+            return
+        self.messages.append(text)
+
+
+#: RDKit lines that add nothing to the reason: the SDF reader's recovery note, the caret under a
+#: SMILES, the echo of a failed SMILES (the input is already in the message).
+_NOISE = re.compile(r"^(moving to the beginning of the next molecule|[~^\s]+|"
+                    r"SMILES Parse Error: Failed parsing SMILES .* for input: .*)$")
+
+
+@contextlib.contextmanager
+def rdkit_messages():
+    """Capture RDKit's log messages (warnings and errors) inside the block: yields a list that
+    fills with them, timestamps removed, instead of letting RDKit print to stderr."""
+    handler = _RDKitLog()
+    logger = logging.getLogger("rdkit")
+    _rdBase.LogToPythonLogger()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        _rdBase.LogToCppStreams()  # RDKit's default again
+
+
 def _parse_smiles(text: str):
     if not text.strip():
         raise InputError(f"expected a non-empty SMILES string; got {text!r}")
-    blocker = _rdBase.BlockLogs()
-    try:
+    with rdkit_messages() as said:
         mol = Chem.MolFromSmiles(text, sanitize=False)
         if mol is None:
-            raise InputError(f"expected a valid SMILES; got {text!r} (RDKit cannot parse it)")
+            reason = "; ".join(m for m in said if m != text.strip()) or "RDKit cannot parse it"
+            raise InputError(f"expected a valid SMILES; got {text!r} (RDKit: {reason})")
         try:
             Chem.SanitizeMol(mol)
         except Chem.rdchem.MolSanitizeException as exc:  # valence, kekulization, ...
-            raise InputError(f"expected a chemically valid SMILES; got {text!r} ({exc})") from None
-    finally:
-        del blocker
+            raise InputError(f"expected a chemically valid SMILES; got {text!r} (RDKit: {exc})") from None
+    if said:
+        mol.SetProp(_RDKIT_PROP, "; ".join(said))
     return mol
+
+
+@dataclass(frozen=True)
+class UnreadableRecord:
+    """A record of a file that RDKit refused: ``index`` (0-based record), RDKit's ``reason`` and
+    the record's title line when it could be read."""
+
+    index: int
+    reason: str
+    name: str = ""
+
+    def __str__(self) -> str:
+        return f"<unreadable record {self.index}>"
 
 
 def _as_mol(item: MoleculeInput):
@@ -218,6 +288,9 @@ def _as_mol(item: MoleculeInput):
         return _parse_smiles(item)
     if isinstance(item, Chem.Mol):
         return Chem.Mol(item)
+    if isinstance(item, UnreadableRecord):
+        raise InputError(f"RDKit cannot read record {item.index}{f' ({item.name})' if item.name else ''}: "
+                         f"{item.reason}")
     if item is None:
         raise InputError("expected a SMILES string or an RDKit Mol; got None (an unreadable record?)")
     raise InputError(f"expected a SMILES string or an RDKit Mol; got {describe(item)}")
@@ -233,8 +306,25 @@ def _largest_fragment(mol, mode: str, notes: list[str]):
     sizes = [f.GetNumHeavyAtoms() for f in frags]
     keep = int(np.argmax(sizes))
     removed = [Chem.MolToSmiles(f) for k, f in enumerate(frags) if k != keep]
-    notes.append(f"kept the largest fragment; removed {', '.join(removed)}")
+    left = sorted(a.GetIntProp(_SOURCE_PROP) for k, f in enumerate(frags) if k != keep for a in f.GetAtoms())
+    notes.append(f"kept the largest fragment; left out {', '.join(removed)} (input atoms {_ranges(left)})")
     return frags[keep]
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    out, start, prev = [], None, None
+    for k in indices:
+        if start is None:
+            start = prev = k
+        elif k == prev + 1:
+            prev = k
+        else:
+            out.append(f"{start}-{prev}" if prev > start else str(start))
+            start = prev = k
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev > start else str(start))
+    return ", ".join(out)
 
 
 def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragments: str = "largest",
@@ -252,37 +342,103 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
     mol = _as_mol(item)
     if mol.GetNumAtoms() == 0:
         raise InputError("expected a molecule with at least one atom; got an empty molecule")
+    notes: list[str] = []
+    if mol.HasProp(_RDKIT_PROP):
+        notes.append(f"RDKit: {mol.GetProp(_RDKIT_PROP)}")
+    n_input = mol.GetNumAtoms()
     for atom in mol.GetAtoms():
         atom.SetIntProp(_SOURCE_PROP, atom.GetIdx())
-    notes: list[str] = []
+    for bond in mol.GetBonds():
+        bond.SetIntProp(_SOURCE_PROP, bond.GetIdx())
     mol = _largest_fragment(mol, fragments, notes)
-    blocker = _rdBase.BlockLogs()
-    try:
-        mol = Chem.AddHs(mol) if hydrogens == "explicit" else Chem.RemoveHs(mol)
-    except (Chem.rdchem.MolSanitizeException, RuntimeError) as exc:  # a Mol passed in unsanitized
-        raise InputError(f"expected a sanitizable molecule; got {_input_text(mol)!r} ({exc})") from None
-    finally:
-        del blocker
+    kept_before = [a.GetIntProp(_SOURCE_PROP) for a in mol.GetAtoms()]
+    with rdkit_messages() as said:
+        try:
+            mol = Chem.AddHs(mol) if hydrogens == "explicit" else Chem.RemoveHs(mol)
+        except (Chem.rdchem.MolSanitizeException, RuntimeError) as exc:  # a Mol passed in unsanitized
+            raise InputError(f"expected a sanitizable molecule; got {_input_text(mol)!r} (RDKit: {exc})") from None
+    if said:
+        notes.append(f"RDKit: {'; '.join(said)}")
+    if hydrogens == "implicit":
+        now = {a.GetIntProp(_SOURCE_PROP) for a in mol.GetAtoms() if a.HasProp(_SOURCE_PROP)}
+        gone = sorted(set(kept_before) - now)
+        if gone:
+            notes.append(f"explicit hydrogens left out as atoms (input atoms {_ranges(gone)})")
     if mol.GetNumHeavyAtoms() == 0:
         raise InputError(f"expected a molecule with at least one heavy atom; got {Chem.MolToSmiles(mol)!r}")
     if mol.GetNumAtoms() > max_atoms:
         raise InputError(f"expected at most {max_atoms} atoms per molecule; got {mol.GetNumAtoms()}")
     source = [a.GetIntProp(_SOURCE_PROP) if a.HasProp(_SOURCE_PROP) else -1 for a in mol.GetAtoms()]
-    unknown = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in ELEMENTS})
-    if unknown:
-        notes.append(f"element(s) {', '.join(unknown)} featurized as element=other")
+    mol.SetIntProp("_sciattr_input_atoms", n_input)
     return mol, torch.tensor(source, dtype=torch.long), tuple(notes)
 
 
+def source_bonds(mol) -> list[int]:
+    """Input bond index of each bond of a prepared molecule (``-1`` for bonds to added hydrogens)."""
+    return [b.GetIntProp(_SOURCE_PROP) if b.HasProp(_SOURCE_PROP) else -1 for b in mol.GetBonds()]
+
+
+def unrepresented(mol, represents: frozenset, source=None) -> list[str]:
+    """Notes on what a featurization cannot represent in ``mol`` (atoms named by input index).
+
+    ``represents`` holds the properties it encodes among ``"charge"`` (formal charges
+    -2..+2; larger ones share the end columns), ``"radical"`` and ``"isotope"``; elements outside
+    :data:`ELEMENTS` and dummy atoms always share the ``element=other`` column.
+    """
+    def where(atoms):
+        ids = sorted(int(source[a]) if source is not None and source[a] >= 0 else a for a in atoms)
+        return f"input atom{'s' if len(ids) > 1 else ''} {_ranges(ids)}"
+
+    found: dict[str, list[int]] = {}
+    for atom in mol.GetAtoms():
+        k, charge = atom.GetIdx(), atom.GetFormalCharge()
+        if charge and ("charge" not in represents or abs(charge) > 2):
+            found.setdefault("formal charge", []).append(k)
+        if atom.GetNumRadicalElectrons() and "radical" not in represents:
+            found.setdefault("radical electrons", []).append(k)
+        if atom.GetIsotope() and "isotope" not in represents:
+            found.setdefault("isotope", []).append(k)
+        if atom.GetAtomicNum() == 0:
+            found.setdefault("dummy atom", []).append(k)
+        elif atom.GetSymbol() not in ELEMENTS:
+            found.setdefault(f"element {atom.GetSymbol()}", []).append(k)
+    notes = []
+    for what, atoms in found.items():
+        if what.startswith("element") or what == "dummy atom":
+            notes.append(f"{what} ({where(atoms)}) featurized as element=other")
+        elif what == "formal charge" and "charge" in represents:
+            notes.append(f"formal charge beyond +-2 ({where(atoms)}) featurized as the +-2 column")
+        else:
+            notes.append(f"{what} ({where(atoms)}) not represented by this featurizer (featurized like the "
+                         f"same atom without it)")
+    return notes
+
+
 def load_sdf(path: str | os.PathLike) -> list:
-    """All records of an SDF file as RDKit molecules, ``None`` where a record cannot be read."""
+    """All records of an SDF file as RDKit molecules.
+
+    A record RDKit cannot read is an :class:`UnreadableRecord` with RDKit's reason; a record read
+    with RDKit warnings carries them, and they become notes of its row when it is explained.
+    """
     if not os.path.exists(path):
         raise InputError(f"expected an existing SDF file; got {os.fspath(path)!r}")
-    blocker = _rdBase.BlockLogs()
-    try:
-        return list(Chem.SDMolSupplier(os.fspath(path), removeHs=False))
-    finally:
-        del blocker
+    supplier = Chem.SDMolSupplier(os.fspath(path), removeHs=False)
+    records = []
+    for k in range(len(supplier)):
+        with rdkit_messages() as said:
+            mol = supplier[k]
+        if mol is None:
+            title = ""
+            try:
+                title = supplier.GetItemText(k).splitlines()[0].strip()
+            except (RuntimeError, IndexError, UnicodeDecodeError):
+                pass
+            records.append(UnreadableRecord(k, "; ".join(said) or "no reason given", title))
+            continue
+        if said:
+            mol.SetProp(_RDKIT_PROP, "; ".join(said))
+        records.append(mol)
+    return records
 
 
 # ---------------------------------------------------------------------------------------- one-hot blocks
@@ -444,9 +600,13 @@ class _Featurizer:
     def n_link_features(self) -> int:
         return len(self.link_feature_names)
 
+    #: What the atom features encode beyond the element (see :func:`unrepresented`).
+    represents = frozenset()
+
     def __call__(self, item: MoleculeInput) -> MoleculeGraph:
         mol, source, notes = prepare_molecule(item, hydrogens=self.hydrogens, fragments=self.fragments,
                                               max_atoms=self.max_atoms)
+        notes = notes + tuple(unrepresented(mol, self.represents, source.tolist()))
         atoms = self._atom_features(mol)
         links, index, bonds = self._links(mol)
         if any(_bond_code(b) == len(_BOND_TYPES) + 1 for b in mol.GetBonds()):
@@ -546,6 +706,7 @@ class WeaveFeaturizer(_PairFeaturizer):
     atom_feature_names: tuple[str, ...] = field(default=tuple(_FULL_ATOM_NAMES), init=False, repr=False)
     link_feature_names: tuple[str, ...] = field(
         default=tuple(_BOND_NAMES + ["conjugated", "same_ring"] + _DISTANCE_NAMES), init=False, repr=False)
+    represents = frozenset({"charge"})
 
     def _atom_features(self, mol) -> np.ndarray:
         return _full_atom_features(mol)
@@ -577,6 +738,10 @@ class PyGFeaturizer(_Featurizer):
             raise InputError(f"expected atoms='full' or 'simple'; got {self.atoms!r}")
         names = _FULL_ATOM_NAMES if self.atoms == "full" else _ELEMENT_NAMES
         object.__setattr__(self, "atom_feature_names", tuple(names))
+
+    @property
+    def represents(self) -> frozenset:  # type: ignore[override]
+        return frozenset({"charge"}) if self.atoms == "full" else frozenset()
 
     @property
     def n_edge_features(self) -> int:
@@ -621,8 +786,7 @@ def featurize_batch(featurizer: Featurizer, items: Sequence[MoleculeInput]):
     errors:
         One ``{"row": int, "input": str, "message": str}`` per bad row.
     """
-    if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-        raise InputError(f"expected a list of SMILES strings or RDKit molecules; got {describe(items)}")
+    items = as_items(items)
     graphs, rows, errors = [], [], []
     for row, item in enumerate(items):
         try:
@@ -631,6 +795,28 @@ def featurize_batch(featurizer: Featurizer, items: Sequence[MoleculeInput]):
         except SciAttrError as exc:
             errors.append({"row": row, "input": _input_text(item), "message": str(exc)})
     return graphs, rows, errors
+
+
+def as_items(items) -> list:
+    """Molecules of any sequence (list, tuple, numpy array, pandas Series: by position) as a list."""
+    if isinstance(items, (str, bytes, Chem.Mol, MoleculeGraph)) or items is None:
+        one = isinstance(items, (str, bytes, Chem.Mol, MoleculeGraph))
+        hint = f" (one molecule: wrap it in a list, e.g. [{items!r}])" if isinstance(items, str) else \
+            " (one molecule: wrap it in a list)" if one else ""
+        raise InputError(f"expected a list (or any sequence, or a pandas Series) of SMILES strings or RDKit "
+                         f"molecules; got {describe(items)}{hint}")
+    if hasattr(items, "iloc") and hasattr(items, "tolist"):  # pandas Series: by position, not by label
+        return list(items.tolist())
+    if isinstance(items, np.ndarray):
+        if items.ndim != 1:
+            raise InputError(f"expected a one-dimensional array of SMILES strings; got shape {items.shape}")
+        return list(items.tolist())
+    if isinstance(items, Sequence):
+        return list(items)
+    if isinstance(items, (set, frozenset, dict)) or not hasattr(items, "__iter__"):
+        raise InputError(f"expected a list (or any ordered sequence, or a pandas Series) of SMILES strings or "
+                         f"RDKit molecules; got {describe(items)}")
+    return list(items)
 
 
 def _input_text(item) -> str:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sciattr.chem._vocabulary import renamed_keywords
 from sciattr.chem.accounting import account
 from sciattr.chem.draw import draw_attribution, draw_attribution_grid, save_picture
-from sciattr.chem.substructures import atom_scores
 from sciattr.errors import InputError, describe
 
 __all__ = ["BATCH_COLUMNS", "molecule_report", "read_molecule_file", "run_batch_cli", "run_molecule_cli",
@@ -38,7 +38,7 @@ th{background:#f4f4f4} td.l,th.l{text-align:left}
 
 #: Columns of the batch output table.
 BATCH_COLUMNS = ("row", "input", "status", "smiles", "prediction", "baseline_score", "atoms", "links", "gap",
-                 "relative_gap", "top_atoms", "picture", "notes", "error")
+                 "relative_gap", "top_atoms", "picture", "notes", "baseline_warning", "error")
 
 
 def _signed(value: float) -> str:
@@ -46,48 +46,43 @@ def _signed(value: float) -> str:
     return f'<td class="{cls}">{value:+.4g}</td>'
 
 
-def _scalar(value, task: int | None) -> float:
-    array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value).reshape(-1)
-    return float(array[0] if array.size == 1 else array[task])
+def _scalar(result, value, target) -> float:
+    return float(result._task_column(value, target))
 
 
-def _accounting(result, index: int, task: int | None) -> dict:
+def _accounting(result, index: int, target) -> dict:
     """Where the attribution of one molecule went (atom features, bonds, other pairs) and the scores."""
-    parts = account(result, index, task=task)
-    return {"prediction": _scalar(result.forward_x[index], task),
-            "baseline": _scalar(result.forward_baseline[index], task), "difference": parts.delta,
+    parts = account(result, index, target=target)
+    return {"prediction": _scalar(result, result.forward_x[index], target),
+            "baseline": _scalar(result, result.forward_baseline[index], target), "difference": parts.delta,
             "atoms": parts.atoms, "bonds": parts.bonded, "other_pairs": parts.nonbonded,
             "total": parts.atoms + parts.bonded + parts.nonbonded, "gap": parts.gap,
             "by_element": parts.by_element, "by_bond_type": parts.by_bond_type}
 
 
-def _top_feature(result, index: int, task: int | None) -> list[str]:
+def _top_feature(result, index: int, target) -> list[str]:
     """Name of the atom feature with the largest |attribution| for every atom of a molecule."""
     rows = result.attributions["atoms"][result.segments["atoms"] == index]
-    if result.multi_target:
-        rows = rows[..., task]
+    rows = result._task_column(rows, target)
     names = result.atom_feature_names
     best = rows.abs().argmax(1).tolist()
     return [names[b] if b < len(names) else f"feature {b}" for b in best]
 
 
-def _atom_table(result, index: int, task: int | None) -> str:
-    mol = result.molecules[index]
-    own = result.atom_values(index, task).detach().double().cpu().numpy()
-    totals = atom_scores(result, index, task)
-    top = _top_feature(result, index, task)
-    rows = [("<tr><th>atom</th><th class='l'>element</th><th>attribution (atom features)</th>"
-            "<th>atom score (+ ½ links)</th><th class='l'>strongest feature</th></tr>")]
-    for atom in mol.GetAtoms():
-        k = atom.GetIdx()
-        rows.append(f"<tr><td>{k}</td><td class='l'>{html.escape(atom.GetSymbol())}</td>{_signed(own[k])}"
-                    f"{_signed(totals[k])}<td class='l'>{html.escape(top[k])}</td></tr>")
+def _atom_table(result, index: int, target) -> str:
+    top = _top_feature(result, index, target)
+    rows = [("<tr><th>atom (input index)</th><th class='l'>element</th><th>atom score (features + ½ links)</th>"
+            "<th>atom features only</th><th class='l'>strongest feature</th></tr>")]
+    for k, item in enumerate(result.to_atoms(index, target)):
+        rows.append(f"<tr><td>{item['index']}</td><td class='l'>{html.escape(item['symbol'])}</td>"
+                    f"{_signed(item['atom_score'])}{_signed(item['feature_attribution'])}"
+                    f"<td class='l'>{html.escape(top[k])}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
 
-def _bond_table(result, index: int, task: int | None) -> str:
+def _bond_table(result, index: int, target) -> str:
     rows = ["<tr><th>bond</th><th>atoms</th><th class='l'>type</th><th>attribution</th></tr>"]
-    for item in result.to_bonds(index, task):
+    for item in result.to_bonds(index, target):
         rows.append(f"<tr><td>{item['bond']}</td><td>{item['begin']}–{item['end']}</td>"
                     f"<td class='l'>{html.escape(item['bond_type'])}</td>{_signed(item['attribution'])}</tr>")
     return "<table>" + "".join(rows) + "</table>"
@@ -112,7 +107,8 @@ def _share(value: float, whole: float) -> str:
     return f"{value / whole:.1%}" if whole else ""
 
 
-def molecule_report(result, path: str | os.PathLike, *, index: int = 0, task: int | None = None,
+@renamed_keywords
+def molecule_report(result, path: str | os.PathLike, *, index: int = 0, target=None,
                     model_name: str | None = None) -> Path:
     """Write a self-contained HTML report of molecule ``index`` of a ``MoleculeAttribution``.
 
@@ -122,8 +118,8 @@ def molecule_report(result, path: str | os.PathLike, *, index: int = 0, task: in
         A :class:`~sciattr.chem.adapter.MoleculeAttribution`.
     path:
         Output ``.html`` file (folders are created).
-    task:
-        Target column of a multi-target result.
+    target:
+        Target column (index or task name) of a multi-target result.
     model_name:
         Shown in the title; default ``result.meta["model"]``.
     """
@@ -131,8 +127,8 @@ def molecule_report(result, path: str | os.PathLike, *, index: int = 0, task: in
         raise InputError(f"expected a molecule index in [0, {result.n_examples - 1}]; got {describe(index)}")
     path = Path(path)
     name = model_name or result.meta.get("model") or "model"
-    acc = _accounting(result, index, task)
-    svg = draw_attribution(result, index, task=task, title=name, image_format="svg")
+    acc = _accounting(result, index, target)
+    svg = draw_attribution(result, index, target=target, title=name, image_format="svg")
     svg = svg[svg.index("<svg"):]  # drop the XML declaration to inline it
     notes = result.notes[index] if index < len(result.notes) else ()
     steps = int(result.steps[index]) if result.steps.numel() > index else None
@@ -141,7 +137,9 @@ def molecule_report(result, path: str | os.PathLike, *, index: int = 0, task: in
         f"<div class='smiles'>{html.escape(result.smiles[index])}</div>",
         (f"<p>target {html.escape(str(result.target))}; {html.escape(result.method)} with {steps} "
         f"{html.escape(result.rule)} nodes from the {html.escape(str(result.meta.get('baseline', 'zeros')))} "
-        f"baseline. Red: evidence for a higher score; blue: against.</p>"),
+        f"baseline. Atom colours are complete atom scores (the atom's features plus half of each pair or "
+        f"bond it takes part in); atoms are labelled with their index in the input. Red: evidence for a "
+        f"higher score; blue: against.</p>"),
         f"<div class='figure'>{svg}</div>",
         "<h2>Accounting</h2>", _accounting_table(acc, result.link_name),
         ("<p class='note'>Completeness: the attributions add up to F(x) − F(x'); the gap is the numerical "
@@ -149,7 +147,11 @@ def molecule_report(result, path: str | os.PathLike, *, index: int = 0, task: in
     ]
     if notes:
         body.append("<p class='note'>" + html.escape("; ".join(notes)) + "</p>")
-    body += ["<h2>Atoms</h2>", _atom_table(result, index, task), "<h2>Bonds</h2>", _bond_table(result, index, task)]
+    warning = result.baseline_warnings[index] if index < len(result.baseline_warnings) else ""
+    if warning:
+        body.append("<p class='note'><b>Baseline:</b> " + html.escape(warning) + "</p>")
+    body += ["<h2>Atoms</h2>", _atom_table(result, index, target), "<h2>Bonds</h2>",
+             _bond_table(result, index, target)]
     document = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>sciattr: "
                 f"{html.escape(result.smiles[index])}</title><style>{_STYLE}</style></head><body>"
                 + "\n".join(body) + "</body></html>\n")
@@ -166,56 +168,78 @@ def _load(model: str | os.PathLike):
     return loaded, load_featurizer(loaded), loaded.card.get("name", str(model))
 
 
-#: Settings of the command line: the shipped models are ReLU networks, on which the trapezoid rule
-#: converges steadily; steps double (from 64, up to 1024) until every molecule completes within 1%.
-CLI_OPTIONS = {"steps": 64, "rule": "riemann_trapezoid", "tolerance": 0.01, "max_steps": 1024}
+#: Options of the command line beyond the API defaults: none -- the command line and the API
+#: compute attributions with the same :class:`sciattr.Settings` defaults (adaptive steps until
+#: every molecule's completeness gap is within the tolerance).
+CLI_OPTIONS: dict = {}
 
 
-def run_molecule_cli(smiles: str, model: str | os.PathLike, target, out: str | os.PathLike) -> list[Path]:
+def _target_of(result, target):
+    return target if result.multi_target else None
+
+
+@renamed_keywords
+def run_molecule_cli(smiles: str, model: str | os.PathLike, target, out: str | os.PathLike, *, settings=None,
+                     **options) -> list[Path]:
     """Explain one SMILES with a shipped (or saved) model; write ``out`` (HTML) and a PNG beside it.
 
-    Returns the paths written. A SMILES that cannot be featurized raises
-    :class:`~sciattr.errors.InputError` with RDKit's reason.
+    ``settings``/``options`` as in :func:`~sciattr.chem.explain_molecules`. Returns the paths
+    written. A SMILES that cannot be featurized raises :class:`~sciattr.errors.InputError` with
+    RDKit's reason.
     """
     from sciattr.chem.adapter import explain_molecules
 
     if not isinstance(smiles, str):
         raise InputError(f"expected a SMILES string; got {describe(smiles)}")
     network, featurizer, name = _load(model)
-    result = explain_molecules(network, [smiles], featurizer=featurizer, target=target, **CLI_OPTIONS)
+    result = explain_molecules(network, [smiles], featurizer=featurizer, target=target, settings=settings,
+                               **{**CLI_OPTIONS, **options})
     result.meta["model"] = name
     out = Path(out)
-    task = target if result.multi_target else None
-    report = molecule_report(result, out, task=task, model_name=name)
-    draw_attribution(result, 0, out.with_suffix(".png"), task=task, title=name)
-    print(terminal_table(result, 0, task=task, title=f"{name}: {smiles}"))
+    chosen = _target_of(result, target)
+    report = molecule_report(result, out, target=chosen, model_name=name)
+    draw_attribution(result, 0, out.with_suffix(".png"), target=chosen, title=name)
+    print(terminal_table(result, 0, target=chosen, title=f"{name}: {smiles}"))
     return [report, out.with_suffix(".png")]
 
 
-def terminal_table(result, index: int = 0, *, task: int | None = None, title: str | None = None) -> str:
-    """Plain text for a terminal: the prediction and completeness of molecule ``index``, its atoms
-    (numbered as in the input molecule) with their attributions, largest magnitude first with a
-    bar for scale, and the accounting."""
-    parts = account(result, index, task=task)
-    fx, fb = _scalar(result.forward_x[index], task), _scalar(result.forward_baseline[index], task)
+@renamed_keywords
+def terminal_table(result, index: int = 0, *, target=None, title: str | None = None) -> str:
+    """Plain text for a terminal: F(x) and F(x') of molecule ``index``, its completeness, its atoms
+    (numbered as in the input molecule) with their complete atom scores (and the atom-feature
+    part), largest magnitude first with a bar for scale, the accounting and the notes."""
+    parts = account(result, index, target=target)
+    fx = _scalar(result, result.forward_x[index], target)
+    fb = _scalar(result, result.forward_baseline[index], target)
     rel = abs(parts.gap) / abs(parts.delta) if parts.delta else float("nan")
-    atoms = result.to_atoms(index, task)
-    scale = max((abs(a["attribution"]) for a in atoms), default=0.0) or 1.0
+    atoms = result.to_atoms(index, target)
+    scale = max((abs(a["atom_score"]) for a in atoms), default=0.0) or 1.0
     lines = [title or result.smiles[index],
-             (f"F(x) = {fx:.6g}   F(baseline) = {fb:.6g}   sum of attributions = {parts.delta + parts.gap:.6g}   "
-             f"completeness gap = {parts.gap:.2e} ({rel:.2%})"),
-             f"{'atom':>5} {'element':<7} {'attribution':>12}"]
-    for a in sorted(atoms, key=lambda a: -abs(a["attribution"])):
-        bar = ("+" if a["attribution"] >= 0 else "-") * round(20 * abs(a["attribution"]) / scale)
-        lines.append(f"{a['index']:>5} {a['symbol']:<7} {a['attribution']:>12.4g}  {bar}")
+             (f"F(x) = {fx:.6g}   F(x') = {fb:.6g} (baseline)   sum of attributions = "
+              f"{parts.delta + parts.gap:.6g}   completeness gap = {parts.gap:.2e} ({rel:.2%})"),
+             f"{'atom':>5} {'element':<7} {'atom score':>12} {'features':>10}"]
+    for a in sorted(atoms, key=lambda a: -abs(a["atom_score"])):
+        bar = ("+" if a["atom_score"] >= 0 else "-") * round(20 * abs(a["atom_score"]) / scale)
+        lines.append(f"{a['index']:>5} {a['symbol']:<7} {a['atom_score']:>12.4g} {a['feature_attribution']:>10.4g}"
+                     f"  {bar}")
+    lines.append("atom score = the atom's features + half of each pair/bond it takes part in; atoms are "
+                 "numbered as in the input")
     lines.append(parts.summary())
+    notes = result.notes[index] if index < len(result.notes) else ()
+    lines += [f"note: {n}" for n in notes]
+    warning = result.baseline_warnings[index] if index < len(result.baseline_warnings) else ""
+    if warning:
+        lines.append(f"WARNING: {warning}")
     return "\n".join(lines)
 
 
 def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
-    """Molecules of a CSV (column ``smiles``, any case; else the first column), SDF or SMILES file.
+    """Molecules of a CSV (column ``smiles``, any case; a file of one column is read as SMILES), SDF
+    or SMILES file. A CSV with several columns and none named ``smiles`` is refused (its first
+    column could be anything).
 
-    Returns ``(items, labels)``: SMILES strings or RDKit molecules (``None`` for unreadable SDF
+    Returns ``(items, labels)``: SMILES strings or RDKit molecules (an
+    :class:`~sciattr.chem.featurize.UnreadableRecord` with RDKit's reason for unreadable SDF
     records) and a text label of each row for the output table.
     """
     path = Path(path)
@@ -226,8 +250,8 @@ def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
         from sciattr.chem.featurize import Chem, load_sdf
 
         items = load_sdf(path)
-        labels = [m.GetProp("_Name") if m is not None and m.HasProp("_Name") and m.GetProp("_Name")
-                  else (Chem.MolToSmiles(m) if m is not None else "<unreadable record>") for m in items]
+        labels = [m.GetProp("_Name") if isinstance(m, Chem.Mol) and m.HasProp("_Name") and m.GetProp("_Name")
+                  else (Chem.MolToSmiles(m) if isinstance(m, Chem.Mol) else str(m)) for m in items]
         return items, labels
     if suffix in (".smi", ".txt"):
         items = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
@@ -238,21 +262,27 @@ def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
         if not rows:
             raise InputError(f"expected a CSV with a header row; got an empty file {os.fspath(path)!r}")
         header = [h.strip().lower() for h in rows[0]]
-        column = header.index("smiles") if "smiles" in header else 0
+        if "smiles" in header:
+            column = header.index("smiles")
+        elif len(header) == 1:
+            column = 0
+        else:
+            raise InputError(f"expected a CSV with a column named 'smiles'; got columns {rows[0]} in "
+                             f"{os.fspath(path)!r} (rename the SMILES column to 'smiles')")
         items = [row[column] if len(row) > column else "" for row in rows[1:]]
         return items, list(items)
     raise InputError(f"expected a .csv, .sdf or .smi file; got {os.fspath(path)!r}")
 
 
-def _top_atoms(result, index: int, task: int | None, k: int = 3) -> str:
-    mol = result.molecules[index]
-    scores = atom_scores(result, index, task)
-    order = np.argsort(-scores)[:k]
-    return " ".join(f"{mol.GetAtomWithIdx(int(a)).GetSymbol()}{int(a)}:{scores[a]:+.3g}" for a in order)
+def _top_atoms(result, index: int, target, k: int = 3) -> str:
+    atoms = result.to_atoms(index, target)
+    order = np.argsort([-a["atom_score"] for a in atoms], kind="stable")[:k]
+    return " ".join(f"{atoms[a]['symbol']}{atoms[a]['index']}:{atoms[a]['atom_score']:+.3g}" for a in order)
 
 
+@renamed_keywords
 def run_batch_cli(input_path: str | os.PathLike, model: str | os.PathLike, target,
-                  out_dir: str | os.PathLike) -> list[Path]:
+                  out_dir: str | os.PathLike, *, settings=None, **options) -> list[Path]:
     """Explain every molecule of a CSV/SDF/SMILES file in one batched call.
 
     Writes to ``out_dir``: ``molecules.csv`` (one row per input row, :data:`BATCH_COLUMNS`; bad
@@ -270,28 +300,32 @@ def run_batch_cli(input_path: str | os.PathLike, model: str | os.PathLike, targe
     table = {row: {"row": row, "input": labels[row], "status": "error", "error": ""} for row in range(len(items))}
     written: list[Path] = []
     try:
-        result = explain_molecules(network, items, featurizer=featurizer, target=target, **CLI_OPTIONS)
+        result = explain_molecules(network, items, featurizer=featurizer, target=target, settings=settings,
+                                   **{**CLI_OPTIONS, **options})
     except InputError as exc:  # no row could be featurized: every row gets the reason
         result = None
         for entry in table.values():
             entry["error"] = str(exc)
     if result is not None:
         result.meta["model"] = name
-        task = target if result.multi_target else None
+        chosen = _target_of(result, target)
         for error in result.errors:
             table[error["row"]]["error"] = error["message"]
         for i, row in enumerate(result.rows):
-            acc = _accounting(result, i, task)
-            picture = save_picture(draw_attribution(result, i, task=task, title=name), out / "pictures" / f"row{row}.svg")
+            acc = _accounting(result, i, chosen)
+            picture = save_picture(draw_attribution(result, i, target=chosen, title=name),
+                                   out / "pictures" / f"row{row}.svg")
             written.append(picture)
             table[row].update({
                 "status": "ok", "smiles": result.smiles[i], "prediction": acc["prediction"],
                 "baseline_score": acc["baseline"], "atoms": acc["atoms"], "links": acc["bonds"] + acc["other_pairs"],
                 "gap": acc["gap"], "relative_gap": abs(acc["gap"]) / abs(acc["difference"]) if acc["difference"]
-                else float("inf"), "top_atoms": _top_atoms(result, i, task),
-                "picture": str(picture.relative_to(out)), "notes": "; ".join(result.notes[i])})
-        written.append(_write_atoms(result, task, labels, out / "atoms.csv"))
-        grid = draw_attribution_grid(result, list(range(min(24, result.n_examples))), task=task, shared_scale=False)
+                else float("inf"), "top_atoms": _top_atoms(result, i, chosen),
+                "picture": str(picture.relative_to(out)), "notes": "; ".join(result.notes[i]),
+                "baseline_warning": result.baseline_warnings[i] if i < len(result.baseline_warnings) else ""})
+        written.append(_write_atoms(result, chosen, labels, out / "atoms.csv"))
+        grid = draw_attribution_grid(result, list(range(min(24, result.n_examples))), target=chosen,
+                                     shared_scale=False)
         written.append(save_picture(grid, out / "grid.svg"))
     molecules = out / "molecules.csv"
     with molecules.open("w", newline="") as handle:
@@ -302,15 +336,15 @@ def run_batch_cli(input_path: str | os.PathLike, model: str | os.PathLike, targe
     return [molecules] + written
 
 
-def _write_atoms(result, task: int | None, labels: list[str], path: Path) -> Path:
-    """One row per atom; atom indices are those of the input molecule (largest fragment kept)."""
+def _write_atoms(result, target, labels: list[str], path: Path) -> Path:
+    """One row per atom; atom indices are those of the input molecule, and the notes column says
+    when atoms (a fragment, explicit hydrogens) were left out."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "input", "atom", "element", "attribution", "atom_score"])
+        writer.writerow(["row", "input", "atom", "element", "atom_score", "feature_attribution", "notes"])
         for i, row in enumerate(result.rows):
-            own = result.atom_values(i, task).detach().double().cpu().numpy()
-            totals = atom_scores(result, i, task)
-            for atom in result.molecules[i].GetAtoms():
-                k = atom.GetIdx()
-                writer.writerow([row, labels[row], k, atom.GetSymbol(), f"{own[k]:.6g}", f"{totals[k]:.6g}"])
+            notes = "; ".join(n for n in result.notes[i] if "left out" in n) if i < len(result.notes) else ""
+            for a in result.to_atoms(i, target):
+                writer.writerow([row, labels[row], a["index"], a["symbol"], f"{a['atom_score']:.6g}",
+                                 f"{a['feature_attribution']:.6g}", notes])
     return path

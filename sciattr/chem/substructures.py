@@ -27,7 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from sciattr.chem._vocabulary import renamed_keywords
 from sciattr.datasets.freewilson import FreeWilsonFit, RGroupTable, decompose_rgroups, free_wilson
 from sciattr.datasets.ranks import spearman
 from sciattr.datasets.tasks import AMINE, BENZENE, ETHER
@@ -82,19 +84,17 @@ UNIT_KINDS = ("functional_groups", "ring_systems", "brics")
 
 
 # ---------------------------------------------------------------------------------------- atom scores
-def atom_scores(result, index: int, task: int | None = None) -> np.ndarray:
-    """``(n_atoms,)`` total attribution of each atom of molecule ``index`` of a ``MoleculeAttribution``.
+@renamed_keywords
+def atom_scores(result, index: int, target=None) -> np.ndarray:
+    """``(n_atoms,)`` complete score of each atom of molecule ``index`` of a ``MoleculeAttribution``
+    (processed-molecule order, as ``result.molecules[index]``).
 
     The atom's own features plus half of every pair (Weave) or directed edge (PyG) it belongs
     to; the scores of a molecule sum to its atom plus link attributions, i.e. to
-    ``F(x) - F(x')`` up to the completeness gap.
+    ``F(x) - F(x')`` up to the completeness gap. The same numbers as
+    ``result.atom_scores(index, target)`` and the default view of ``to_atoms``.
     """
-    atoms = result.atom_values(index, task).detach().double().cpu()
-    links = result.link_values(index, task).detach().double().cpu()
-    ends = result.link_atoms(index).cpu()
-    half = 0.5 * links
-    atoms = atoms.index_add(0, ends[0], half).index_add(0, ends[1], half)
-    return atoms.numpy()
+    return result.atom_scores(index, target).detach().double().cpu().numpy()
 
 
 # ---------------------------------------------------------------------------------------- units
@@ -265,7 +265,7 @@ def aggregate_substructures(mols: Sequence, atom_values: Sequence, *, kind: str 
     return SubstructureRanking(kind, stats, len(mols) - len(skipped), skipped)
 
 
-def _selected(result, task: int | None, active_threshold: float | None,
+def _selected(result, target, active_threshold: float | None,
               indices: Sequence[int] | None) -> list[int]:
     if indices is not None:
         return [int(i) for i in indices]
@@ -273,13 +273,14 @@ def _selected(result, task: int | None, active_threshold: float | None,
         return list(range(result.n_examples))
     scores = result.forward_x.detach().cpu().double()
     if scores.dim() == 2:
-        if task is None:
-            raise InputError("expected task= for a multi-target result; got None")
-        scores = scores[:, task]
+        if target is None:
+            raise InputError("expected target= for a multi-target result; got None")
+        scores = torch.stack([result._task_column(scores[i], target) for i in range(scores.shape[0])])
     return [i for i in range(result.n_examples) if float(scores[i]) > active_threshold]
 
 
-def aggregate_attribution(result, *, kind: str = "functional_groups", task: int | None = None,
+@renamed_keywords
+def aggregate_attribution(result, *, kind: str = "functional_groups", target=None,
                           active_threshold: float | None = 0.0, indices: Sequence[int] | None = None,
                           min_count: int = 1, groups: dict[str, str] | None = None) -> SubstructureRanking:
     """:func:`aggregate_substructures` over the molecules of a ``MoleculeAttribution``.
@@ -288,9 +289,9 @@ def aggregate_attribution(result, *, kind: str = "functional_groups", task: int 
     being probability 0.5) are aggregated; ``active_threshold=None`` takes all, ``indices`` an
     explicit choice.
     """
-    chosen = _selected(result, task, active_threshold, indices)
+    chosen = _selected(result, target, active_threshold, indices)
     return aggregate_substructures([result.molecules[i] for i in chosen],
-                                   [atom_scores(result, i, task) for i in chosen],
+                                   [atom_scores(result, i, target) for i in chosen],
                                    kind=kind, min_count=min_count, groups=groups)
 
 

@@ -1,5 +1,7 @@
 """Accounting of F(x) - F(x') by atoms, bonded and non-bonded pairs, elements, bond types and groups."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -8,7 +10,7 @@ from sciattr.chem.accounting import account, group_total, smarts_totals
 from sciattr.chem.adapter import explain_molecules
 from sciattr.chem.featurize import Chem, PyGFeaturizer, SimpleWeaveFeaturizer
 from sciattr.chem.weave import W2N2
-from sciattr.errors import InputError
+from sciattr.errors import ConvergenceWarning, InputError
 
 FEAT = SimpleWeaveFeaturizer()
 NITROBENZENE = "c1ccccc1[N+](=O)[O-]"  # atoms 0-5 ring, 6 N, 7 O (double), 8 O (single, charged)
@@ -75,14 +77,20 @@ def test_accounting_over_many_molecules_adds_up():
     torch.manual_seed(0)
     model = W2N2(FEAT.n_atom_features, FEAT.n_pair_features, 2, n_hidden=16, n_atom_hidden=16, n_dense=16).double()
     smiles = [NITROBENZENE, "CCO", "Cc1ccc([N+](=O)[O-])cc1[N+](=O)[O-]"]
-    res = explain_molecules(model, smiles, target=[[0, 1]] * 3, steps=16)
-    acc = account(res, task=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # the default adaptive path meets its 5 % tolerance
+        res = explain_molecules(model, smiles, target=[[0, 1]] * 3)
+    assert bool(res.converged.all()) and float(res.relative_gap.max()) <= 0.05
+    acc = account(res, target=1)
     assert acc.n_molecules == 3
     assert acc.atoms + acc.bonded + acc.nonbonded == pytest.approx(float(res.per_example()[:, 1].sum()), rel=1e-12)
     assert acc.delta == pytest.approx(float(res.delta[:, 1].sum()), rel=1e-12)
     assert sum(acc.by_element.values()) == pytest.approx(acc.atoms, rel=1e-12)
-    assert len(smarts_totals(res, "[N+](=O)[O-]", task=1)) == 3
-    assert account(res, [0], task=0).atoms == pytest.approx(float(res.atom_values(0, task=0).sum()), rel=1e-12)
+    assert len(smarts_totals(res, "[N+](=O)[O-]", target=1)) == 3
+    assert account(res, [0], target=0).atoms == pytest.approx(float(res.atom_feature_values(0, target=0).sum()),
+                                                           rel=1e-12)
+    with pytest.raises(InputError, match="target"):
+        account(res, task=1)
     assert "non-bonded pairs" in acc.summary()
 
 

@@ -15,6 +15,7 @@ from sciattr.chem.featurize import (
     featurize_batch,
 )
 from sciattr.chem.weave import W1N2, W2N2
+from sciattr.errors import InputError
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 geometric = pytest.importorskip("torch_geometric.nn")
@@ -81,8 +82,18 @@ def test_linear_oracle_is_exact_and_maps_rows_to_molecules():
         g = FEAT(smi)
         expected_atoms = g.atoms.double() @ model.w_atom.detach()
         expected_pairs = g.links.double() @ model.w_pair.detach()
-        torch.testing.assert_close(res.atom_values(i), expected_atoms, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(res.atom_feature_values(i), expected_atoms, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(res.atom_values(i, view="features"), expected_atoms, rtol=1e-13, atol=1e-13)
         torch.testing.assert_close(res.link_values(i), expected_pairs, rtol=1e-13, atol=1e-13)
+        # complete atom score (the default): own features + half of every pair the atom is in
+        ends = g.link_index
+        complete = expected_atoms.clone()
+        complete.index_add_(0, ends[0], expected_pairs / 2).index_add_(0, ends[1], expected_pairs / 2)
+        torch.testing.assert_close(res.atom_values(i), complete, rtol=1e-12, atol=1e-12)
+        assert [a["attribution"] for a in res.to_atoms(i)] == pytest.approx(complete.tolist(), rel=1e-12, abs=1e-12)
+        assert [a["feature_attribution"] for a in res.to_atoms(i)] == pytest.approx(expected_atoms.tolist(),
+                                                                                    rel=1e-12, abs=1e-12)
+        assert float(complete.sum()) == pytest.approx(float(res.delta[i]), rel=1e-12)
     assert res.completeness_gap.abs().max() < 1e-12
     torch.testing.assert_close(res.forward_baseline, torch.full((5,), 0.25, dtype=torch.float64))
 
@@ -160,15 +171,20 @@ def test_views():
 def test_multi_target_views_need_a_task():
     res = explain_molecules(_weave(W1N2, n_tasks=3), SMILES[:2], target="all", steps=8)
     assert res.attributions["atoms"].shape[-1] == 3
-    with pytest.raises(Exception, match="task"):
+    with pytest.raises(InputError, match=r"target to be an integer in \[0, 2\]"):
         res.to_atoms(0)
-    per_task = [float(res.atom_values(0, task=t).sum() + res.link_values(0, task=t).sum()) for t in range(3)]
+    per_task = [float(res.atom_values(0, target=t).sum()) for t in range(3)]  # complete scores add up
+    assert per_task == pytest.approx(res.per_example()[0].tolist(), rel=1e-12)
+    per_task = [float(res.atom_feature_values(0, target=t).sum() + res.link_values(0, target=t).sum())
+                for t in range(3)]
     assert per_task == pytest.approx(res.per_example()[0].tolist(), rel=1e-12)
 
 
 def test_dummy_baseline_is_the_dummy_molecule():
     model = _weave(W2N2)
-    res = explain_molecules(model, ["CC(=O)O"], steps=32, baseline="dummy")
+    res = explain_molecules(model, ["CC(=O)O"], steps=32, baselines="dummy")
+    with pytest.raises(InputError, match="baselines"):
+        explain_molecules(model, ["CC(=O)O"], steps=32, baseline="dummy")
     g = FEAT("CC(=O)O")
     direct = model(FEAT.dummy_atoms(g.atoms).double(), FEAT.dummy_links(g.links).double(), g.link_index,
                    torch.zeros(4, dtype=torch.long), 1)

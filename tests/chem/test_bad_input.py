@@ -71,10 +71,28 @@ def test_all_rows_bad_raises_with_the_reasons():
         explain_molecules(_model(), ["xyz", ""])
 
 
-@pytest.mark.parametrize("molecules", ["CCO", None, 3])
-def test_molecules_must_be_a_list(molecules):
-    with pytest.raises(InputError, match="list of SMILES"):
+@pytest.mark.parametrize("molecules", ["CCO", None, 3, {"CCO"}])
+def test_molecules_must_be_a_sequence(molecules):
+    with pytest.raises(InputError, match=r"expected a list \(or any (ordered )?sequence, or a pandas Series\) of SMILES"):
         explain_molecules(_model(), molecules)
+
+
+def test_a_single_smiles_string_is_refused_with_advice():
+    with pytest.raises(InputError, match=r"got str 'CCO' \(one molecule: wrap it in a list, e.g. \['CCO'\]\)"):
+        explain_molecules(_model(), "CCO")
+
+
+def test_any_sequence_or_series_of_molecules_is_accepted():
+    pandas = pytest.importorskip("pandas")
+    model = _model()
+    listed = explain_molecules(model, ["CCO", "xyz", "CC"], steps=4)
+    for molecules in (("CCO", "xyz", "CC"), pandas.Series(["CCO", "xyz", "CC"])):
+        res = explain_molecules(model, molecules, steps=4)
+        assert res.rows == listed.rows == [0, 2] and res.errors[0]["row"] == 1
+        torch.testing.assert_close(res.attributions["atoms"], listed.attributions["atoms"])
+    labelled = explain_molecules(model, pandas.Series(["CCO", "xyz", "CC"], index=["a", "b", "c"]), steps=4)
+    assert labelled.ids == ["a", "c"] and labelled.rows == [0, 2]
+    assert list(labelled.to_dataframe("molecule")["id"]) == ["a", "c"]
 
 
 def test_unsanitizable_mol_object_is_a_row_error():

@@ -52,7 +52,9 @@ def test_w1n2_attributions_depend_only_on_own_type_and_pairs(seed):
     res = _explain(W1N2, seed)
     n_equal_signatures = 0
     for i in range(res.n_examples):
-        values = res.atom_values(i)
+        # the atom-feature view: what flows through the atom's own representation. (The complete
+        # score adds half of each pair, and a pair's attribution also flows through its other atom.)
+        values = res.atom_feature_values(i)
         signatures = [_pair_signature(res, i, a) for a in range(values.shape[0])]
         for a in range(len(signatures)):
             for b in range(a + 1, len(signatures)):
@@ -60,8 +62,10 @@ def test_w1n2_attributions_depend_only_on_own_type_and_pairs(seed):
                     n_equal_signatures += 1
                     assert float(values[a]) == pytest.approx(float(values[b]), rel=1e-9, abs=1e-13)
     assert n_equal_signatures > 10
-    caffeine = res.atom_values(CAFFEINE)
+    caffeine = res.atom_feature_values(CAFFEINE)
     assert float(caffeine[6]) == pytest.approx(float(caffeine[9]), rel=1e-9)
+    complete = res.atom_values(CAFFEINE)  # pairs see both ends: the complete scores tell them apart
+    assert abs(float(complete[6] - complete[9])) > 1e-4 * float(complete.abs().max())
     report = receptive_field_report(res, max_radius=3)
     assert report.expected_radius == 1 and report.effective_radius == 0 and report.flagged
     assert any(c["molecule"] == CAFFEINE and c["atoms"] == (6, 9) and c["differ_at"] == 1 for c in report.collapsed)
@@ -75,7 +79,7 @@ def test_w2n2_is_not_flagged(seed):
     report = receptive_field_report(res, max_radius=3)
     assert report.expected_radius == 2 and report.effective_radius >= 2 and not report.flagged
     assert report.n_pairs_compared > 300
-    caffeine = res.atom_values(CAFFEINE)
+    caffeine = res.atom_feature_values(CAFFEINE)
     assert abs(float(caffeine[6] - caffeine[9])) > 1e-4 * float(caffeine.abs().max())
 
 

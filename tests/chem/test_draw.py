@@ -151,7 +151,11 @@ def test_helpers_draw_a_molecule_attribution(result, tmp_path):
 def test_heatmap_of_an_attribution_has_atoms_on_the_diagonal(result):
     figure = attribution_heatmap(result, 1)
     data = figure.axes[0].images[0].get_array()
-    np.testing.assert_allclose(np.diag(data), result.atom_values(1).numpy())
+    # diagonal: atom-feature attributions; off the diagonal: pairs, once in each triangle
+    np.testing.assert_allclose(np.diag(data), result.atom_feature_values(1).numpy())
     np.testing.assert_allclose(data, data.T)
     off = data - np.diag(np.diag(data))
     assert off.sum() / 2 == pytest.approx(float(result.link_values(1).sum()))
+    # the diagonal plus half of the atom's row is its complete score (the default atom number)
+    np.testing.assert_allclose(np.diag(data) + off.sum(1) / 2, result.atom_values(1).numpy(), rtol=1e-10, atol=1e-12)
+    assert np.triu(data).sum() == pytest.approx(float(result.per_example()[1]), rel=1e-10)

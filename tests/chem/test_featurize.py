@@ -8,6 +8,7 @@ from sciattr.chem.featurize import (
     Chem,
     PyGFeaturizer,
     SimpleWeaveFeaturizer,
+    UnreadableRecord,
     WeaveFeaturizer,
     collate,
     featurize_batch,
@@ -142,9 +143,12 @@ def test_sdf_records(tmp_path):
     broken = "broken\n  RDKit\n\n  1  0  0  0  0  0  0  0  0  0999 V2000\nnot an atom line\nM  END\n$$$$\n"
     path.write_text(path.read_text() + broken)
     mols = load_sdf(path)
-    assert len(mols) == 3 and mols[2] is None
+    assert len(mols) == 3 and isinstance(mols[2], UnreadableRecord)
+    assert mols[2].index == 2 and mols[2].name == "broken"
+    assert mols[2].reason == "Atom line too short: 'not an atom line' on line 36"  # RDKit's reason, noise removed
     graphs, rows, errors = featurize_batch(SimpleWeaveFeaturizer(), mols)
-    assert rows == [0, 1] and errors[0]["row"] == 2 and "None" in errors[0]["message"]
+    assert rows == [0, 1] and errors[0]["row"] == 2
+    assert errors[0]["message"] == "RDKit cannot read record 2 (broken): Atom line too short: 'not an atom line' on line 36"
     assert graphs[1].n_atoms == 7
     with pytest.raises(InputError, match="existing SDF"):
         load_sdf(tmp_path / "missing.sdf")

@@ -54,7 +54,9 @@ def test_batch_cli_keeps_every_row_in_order(tmp_path):
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(BATCH_COLUMNS)
     assert [r["status"] for r in rows] == ["ok", "error", "ok", "error"]
-    assert "RDKit cannot parse" in rows[1]["error"] and rows[3]["error"]
+    assert rows[1]["error"].startswith("expected a valid SMILES; got 'not_a_smiles' (RDKit: SMILES Parse Error: ")
+    assert "position 3" in rows[1]["error"]  # RDKit's own reason reaches the row
+    assert rows[3]["error"] == "expected a non-empty SMILES string; got ''"
     assert "largest fragment" in rows[2]["notes"]
     assert abs(float(rows[0]["relative_gap"])) < 0.05
     with (tmp_path / "out" / "atoms.csv").open() as handle:
@@ -72,4 +74,4 @@ def test_batch_cli_reads_sdf_with_an_unreadable_record(tmp_path):
     with (tmp_path / "out" / "molecules.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [r["status"] for r in rows] == ["ok", "error", "ok"]
-    assert "None" in rows[1]["error"] or "unreadable" in rows[1]["error"]
+    assert rows[1]["error"] == "RDKit cannot read record 1 (broken): Atom line too short: 'M  END' on line 25"

@@ -75,12 +75,16 @@ def result():
 
 
 def test_atom_scores_split_each_pair_between_its_atoms(result):
-    atoms, pairs = result.atom_values(0).numpy(), result.link_values(0).numpy()
+    atoms, pairs = result.atom_feature_values(0).numpy(), result.link_values(0).numpy()
     assert pairs.shape == (1,)
     np.testing.assert_allclose(atom_scores(result, 0), atoms + pairs[0] / 2, rtol=1e-12)
     for i in range(result.n_examples):
-        total = float(result.atom_values(i).sum() + result.link_values(i).sum())
+        total = float(result.atom_feature_values(i).sum() + result.link_values(i).sum())
         assert atom_scores(result, i).sum() == pytest.approx(total, rel=1e-12)
+        # the same numbers as the default atom view
+        np.testing.assert_allclose(atom_scores(result, i), result.atom_values(i).numpy(), rtol=1e-15)
+        assert [a["attribution"] for a in result.to_atoms(i)] == pytest.approx(atom_scores(result, i).tolist(),
+                                                                               rel=1e-15)
 
 
 def test_aggregate_attribution_uses_the_molecules_predicted_active(result):
