@@ -517,12 +517,36 @@ def _union(graphs: Sequence[MoleculeGraph], dtype, device) -> _Union:
     )
 
 
+def _segment_mean(rows: torch.Tensor, segments: torch.Tensor, n: int) -> torch.Tensor:
+    """Every row replaced by the mean row of its molecule."""
+    if rows.shape[0] == 0:
+        return rows.clone()
+    sums = rows.new_zeros((n,) + tuple(rows.shape[1:])).index_add_(0, segments, rows)
+    counts = torch.bincount(segments, minlength=n).clamp(min=1).to(rows.dtype)
+    return (sums / counts.reshape((-1,) + (1,) * (rows.dim() - 1)))[segments]
+
+
+#: Baseline names of the chemistry adapter (besides engine specs: numbers, tensors, callables, dicts).
+BASELINE_NAMES = ("zeros", "dummy", "mean")
+
+
 def _baselines(baseline, featurizer, link_name: str, data: _Union) -> dict:
-    """One baseline spec -> ``{"atoms": spec, link_name: spec}`` of engine specs."""
+    """One baseline spec -> ``{"atoms": spec, link_name: spec}`` of engine specs.
+
+    Names are per molecule, so a molecule's baseline never depends on the rest of the batch:
+    ``"mean"`` is the molecule's own mean atom row (and mean link row)."""
     if isinstance(baseline, str) and baseline == "dummy":
         if featurizer is None or not hasattr(featurizer, "dummy_atoms"):
             raise InputError("expected featurizer= with baselines='dummy' (the dummy atom comes from it)")
         return {ATOMS: featurizer.dummy_atoms(data.atoms), link_name: featurizer.dummy_links(data.links)}
+    if isinstance(baseline, str) and baseline == "mean":
+        n = data.n
+        return {ATOMS: _segment_mean(data.atoms, data.atom_segments, n),
+                link_name: _segment_mean(data.links, data.link_segments, n)}
+    if isinstance(baseline, str) and baseline not in ("zeros",):
+        raise InputError(f"expected baselines among {list(BASELINE_NAMES)} for molecules (or a number, a tensor, "
+                         f"a dict per input, a list of baselines, ReferenceBaselines or neutral_baseline(...)."
+                         f"baselines); got {baseline!r}")
     if isinstance(baseline, Mapping):
         unknown = set(baseline) - {ATOMS, link_name}
         if unknown:

@@ -17,6 +17,7 @@ Molecule pictures come from RDKit's ``rdMolDraw2D`` (SVG text or PNG bytes); the
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from collections.abc import Sequence
@@ -191,12 +192,26 @@ def draw_molecule(mol, atom_values, bond_values=None, *, prediction: float | Non
     drawer = _drawer(image_format, width, height, width, height - COLOUR_BAR_HEIGHT)
     atom_colours = _highlights(atoms, scale, threshold)
     bond_colours = {} if bonds is None else _highlights(bonds, scale, threshold)
+    caption = _caption(title, prediction, completeness_gap, baseline_score)
     drawer.DrawMolecule(mol, highlightAtoms=list(atom_colours), highlightAtomColors=atom_colours,
                         highlightBonds=list(bond_colours), highlightBondColors=bond_colours,
-                        legend=_caption(title, prediction, completeness_gap, baseline_score))
+                        legend=caption)
     _colour_bar(drawer, 0.2 * width, height - COLOUR_BAR_HEIGHT, 0.6 * width, scale)
     drawer.FinishDrawing()
-    return drawer.GetDrawingText()
+    text = drawer.GetDrawingText()
+    if image_format == "svg" and caption:  # RDKit draws text as paths: keep the caption readable too
+        text = _with_svg_title(text, caption)
+    return text
+
+
+def _with_svg_title(svg: str, caption: str) -> str:
+    """``svg`` with a ``<title>`` (what screen readers and text search see) after its opening tag."""
+    start = svg.find("<svg")
+    end = svg.find(">", start)
+    if start < 0 or end < 0:
+        return svg
+    title = html.escape(" ".join(caption.split()), quote=False)
+    return f"{svg[:end + 1]}\n<title>{title}</title>{svg[end + 1:]}"
 
 
 def draw_grid(mols: Sequence, atom_values: Sequence, bond_values: Sequence | None = None, *,
@@ -242,7 +257,10 @@ def draw_grid(mols: Sequence, atom_values: Sequence, bond_values: Sequence | Non
     if shared_scale:
         _colour_bar(drawer, 0.5 * width - min(0.3 * width, 180), height, min(0.6 * width, 360), common)
     drawer.FinishDrawing()
-    return drawer.GetDrawingText()
+    text = drawer.GetDrawingText()
+    if image_format == "svg" and any(legends):
+        text = _with_svg_title(text, " | ".join(legends))
+    return text
 
 
 def save_picture(picture: Picture, path: str | os.PathLike) -> Path:

@@ -242,15 +242,19 @@ def rdkit_messages():
     fills with them, timestamps removed, instead of letting RDKit print to stderr."""
     handler = _RDKitLog()
     logger = logging.getLogger("rdkit")
-    _rdBase.LogToPythonLogger()
+    _rdBase.LogToPythonLogger()  # recent RDKit's default: its own stderr handler on this logger
+    others = list(logger.handlers)
+    for other in others:  # held back while the messages are collected, then put back
+        logger.removeHandler(other)
     logger.addHandler(handler)
     propagate, logger.propagate = logger.propagate, False
     try:
         yield handler.messages
     finally:
         logger.removeHandler(handler)
+        for other in others:
+            logger.addHandler(other)
         logger.propagate = propagate
-        _rdBase.LogToCppStreams()  # RDKit's default again
 
 
 def _parse_smiles(text: str):
@@ -265,6 +269,8 @@ def _parse_smiles(text: str):
             Chem.SanitizeMol(mol)
         except Chem.rdchem.MolSanitizeException as exc:  # valence, kekulization, ...
             raise InputError(f"expected a chemically valid SMILES; got {text!r} (RDKit: {exc})") from None
+        # what MolFromSmiles does after sanitizing; conflicting stereo marks are cleaned (and said) here
+        Chem.AssignStereochemistry(mol, cleanIt=True, force=True)
     if said:
         mol.SetProp(_RDKIT_PROP, "; ".join(said))
     return mol
