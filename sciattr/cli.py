@@ -13,7 +13,6 @@ set unless the caller set it).
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -81,10 +80,6 @@ def _number_or_name(text: str):
         return text
 
 
-def _accepts(function, name: str) -> bool:
-    return name in inspect.signature(function).parameters
-
-
 def _one_source(value, file, what: str) -> None:
     if value is None and file is None:
         raise SciAttrError(f"expected {what} or --file; got neither")
@@ -123,24 +118,31 @@ def _run_file(args, kind: str, model, **extra) -> int:
     if summary.interrupted:
         return 130
     if summary.rows and not summary.ok and not summary.skipped:
-        from sciattr.run import merge
-
-        table = merge(args.out_dir, columns=["row", "error"])
-        reasons = "; ".join(f"row {r}: {e}" for r, e in zip(table["row"][:5], table["error"][:5]))
-        raise InputError(f"no row could be attributed ({summary.rows} rows; {reasons}); the rows are in "
-                         f"{args.out_dir}")
+        reasons = "; ".join(f"row {r}: {e}" for r, e in _failed_rows(args.out_dir, 5))
+        raise InputError(f"no row could be attributed: {reasons}{'; ...' if summary.errors > 5 else ''} "
+                         f"({summary.rows:,} rows; they are in {os.fspath(args.out_dir)})")
     if summary.errors:
+        for row, error in _failed_rows(args.out_dir, 5):
+            print(f"row {row}  error: {error}", file=sys.stderr)
         print(f"{summary.errors:,} of {summary.rows:,} rows failed; their reasons are in the 'error' column of "
               f"{os.fspath(Path(args.out_dir) / 'rows')}", file=sys.stderr)
     return 0
 
 
+def _failed_rows(out_dir, limit: int) -> list[tuple[int, str]]:
+    """The first ``limit`` error rows of a run folder: ``(row, reason)``."""
+    from sciattr.run import read_table
+
+    table = read_table(out_dir, "rows", ["row", "status", "error"]).to_pydict()
+    bad = sorted((r, e) for r, s, e in zip(table["row"], table["status"], table["error"]) if s != "ok")
+    return bad[:limit]
+
+
 # ---------------------------------------------------------------------------------------- commands
 def _cmd_demo(args) -> int:
-    from sciattr.chem.report import run_molecule_cli
-
-    paths = run_molecule_cli(DEFAULT_SMILES, DEFAULT_CHEM_MODEL, args.target, Path(args.out) / "molecule.html")
-    for p in paths:
+    out = Path(args.out) / "molecule.html"
+    _check_report_path(out, args.force)
+    for p in _single_molecule(DEFAULT_SMILES, DEFAULT_CHEM_MODEL, args.target, out, _settings(args)):
         print(f"wrote {p}")
     return 0
 
@@ -169,25 +171,28 @@ def _single_molecule(smiles: str, model_name: str, target, out: Path, settings) 
 
     from sciattr.chem import explain_molecules
     from sciattr.chem.draw import draw_attribution
-    from sciattr.chem.report import _scalar, molecule_report, terminal_table
-    from sciattr.run.domains import _legacy_options
+    from sciattr.chem.featurize import featurize_batch
+    from sciattr.chem.report import molecule_report, terminal_table
+    from sciattr.run.domains import _scalar, result_column
     from sciattr.zoo import load_featurizer, load_model
 
     network = load_model(model_name)
     featurizer = load_featurizer(network)
     name = network.card.get("name", str(model_name))
-    options = {"settings": settings} if _accepts(explain_molecules, "settings") else _legacy_options(settings)
-    result = explain_molecules(network, [smiles], featurizer=featurizer, target=target, **options)
+    _, _, errors = featurize_batch(featurizer, [smiles])
+    if errors:  # the molecule's own reason (RDKit's message where it gave one), before any attribution
+        raise InputError(errors[0]["message"])
+    result = explain_molecules(network, [smiles], featurizer=featurizer, target=target, settings=settings)
     if result.errors:
         raise InputError(result.errors[0]["message"])
     result.meta["model"] = name
-    task = target if result.multi_target else None
-    report = molecule_report(result, out, task=task, model_name=name)
-    draw_attribution(result, 0, out.with_suffix(".png"), task=task, title=name)
-    print(terminal_table(result, 0, task=task, title=f"{name}: {smiles}"))
+    chosen = result_column(result, target)
+    report = molecule_report(result, out, target=chosen, model_name=name)
+    draw_attribution(result, 0, out.with_suffix(".png"), target=chosen, title=name)
+    print(terminal_table(result, 0, target=chosen, title=f"{name}: {smiles}"))
     kind = str(network.card.get("task", {}).get("kind", ""))
     if "classification" in kind and "logit" in kind:
-        logit = _scalar(result.forward_x[0], task)
+        logit = _scalar(result.forward_x[0], chosen)
         print(f"probability = sigmoid(F(x)) = {1 / (1 + math.exp(-logit)):.4f}")
     return [report, out.with_suffix(".png")]
 
@@ -203,32 +208,24 @@ def _cmd_text(args) -> int:
     out = Path(args.out)
     _check_report_path(out, args.force)
     settings = _settings(args)
-    steps = settings.steps or 64
     if model == "g2p":
         from sciattr.text import seq2seq
 
-        paths = seq2seq.run_g2p_cli(args.text, out, target=args.target, **_steps_or_settings(seq2seq.run_g2p_cli,
-                                                                                              settings, steps))
+        paths = seq2seq.run_g2p_cli(args.text, out, target=args.target, truncate=args.truncate, settings=settings)
     elif Path(model).is_dir():
         from sciattr.text import hf_report
 
         paths = hf_report.run_hf_cli(args.text, Path(model), args.target, out, truncation=args.truncate,
-                                     **_steps_or_settings(hf_report.run_hf_cli, settings, steps))
+                                     settings=settings)
     else:
         from sciattr.text import report
         from sciattr.zoo.text_models import load_text_model
 
-        shipped = load_text_model(model)
-        extra = {"text_model": shipped} if _accepts(report.run_text_cli, "text_model") else {}
         paths = report.run_text_cli(args.text, model, args.target, out, truncate=args.truncate,
-                                    **_steps_or_settings(report.run_text_cli, settings, steps), **extra)
+                                    text_model=load_text_model(model), settings=settings)
     for p in paths:
         print(f"wrote {p}")
     return 0
-
-
-def _steps_or_settings(function, settings, steps) -> dict:
-    return {"settings": settings} if _accepts(function, "settings") else {"steps": steps}
 
 
 def _cmd_summarize(args) -> int:
@@ -307,6 +304,17 @@ def _target(value: str | None):
 
 
 # ---------------------------------------------------------------------------------------- parser
+class _OldSpelling(argparse.Action):
+    """An old spelling of a flag: an error naming the new one (no silent alias)."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise InputError(f"unknown option {option_string!r}: use {self.new!r}")
+
+
 def _settings_flags(parser) -> None:
     group = parser.add_argument_group("attribution settings (sciattr.Settings)")
     group.add_argument("--steps", default=None, help="path nodes, or 'auto' (default: adaptive)")
@@ -314,6 +322,9 @@ def _settings_flags(parser) -> None:
     group.add_argument("--tolerance", type=float, default=None, help="completeness tolerance (default 0.05)")
     group.add_argument("--max-steps", type=int, default=None, help="most steps adaptive refinement may reach")
     group.add_argument("--baselines", default=None, help="baseline name or number (default: the domain's)")
+    for old, new in (("--baseline", "--baselines"), ("--n-steps", "--steps"), ("--task", "--target")):
+        group.add_argument(old, dest=f"_old{old.replace('-', '_')}", default=None, help=argparse.SUPPRESS,
+                           action=_OldSpelling, new=new)
 
 
 def _file_flags(parser, default_out: str, picture_help: bool) -> None:
@@ -337,16 +348,27 @@ def _file_flags(parser, default_out: str, picture_help: bool) -> None:
                        "(a matching run is continued anyway)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Subcommand parsers: flags spelled out in full (``--baseline`` is not ``--baselines``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sciattr import __version__
 
-    parser = argparse.ArgumentParser(prog="sciattr", description="Integrated gradients for molecules and text.")
+    parser = argparse.ArgumentParser(prog="sciattr", description="Integrated gradients for molecules and text.",
+                                     allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"sciattr {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help=f"explain {DEFAULT_SMILES} with the shipped {DEFAULT_CHEM_MODEL} model")
     demo.add_argument("--out", default="reports", help="output folder (default: reports)")
     demo.add_argument("--target", type=_target, default=None)
+    demo.add_argument("--force", action="store_true", help="overwrite an existing report")
+    _settings_flags(demo)
     demo.set_defaults(func=_cmd_demo)
 
     eng = sub.add_parser("engine-demo", help="the papers' toy networks on the bare engine")
@@ -405,8 +427,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except SciAttrError as exc:
         print(f"sciattr: error: {' '.join(str(exc).split())}", file=sys.stderr)

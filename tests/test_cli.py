@@ -1,6 +1,5 @@
 """The command line: the README's main job, single and batch forms, and clear errors (exit code 2)."""
 
-import csv
 
 import pytest
 
@@ -23,10 +22,14 @@ def test_engine_demo_prints_the_analytic_values(tmp_path, capsys):
     assert "IG        = [1.49999" in out and "gradient  = [1.0, -1.0]" in out
 
 
-@pytest.mark.parametrize("smiles,message", [("", "non-empty SMILES"), ("C1CC", "RDKit cannot parse it")])
+@pytest.mark.parametrize("smiles,message", [("", "expected a non-empty SMILES string; got ''"),
+                                            ("C1CC", ("expected a valid SMILES; got 'C1CC' (RDKit: SMILES Parse Error: "
+                                                      "unclosed ring"))])
 def test_bad_smiles_exit_2_with_the_reason(tmp_path, capsys, smiles, message):
     assert main(["molecule", smiles, "--out", str(tmp_path / "r.html")]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"sciattr: error: {message}") and len(err.splitlines()) == 1  # the row's own reason
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_batch_keeps_every_row_and_reports_bad_ones(tmp_path, capsys):
@@ -38,7 +41,7 @@ def test_batch_keeps_every_row_and_reports_bad_ones(tmp_path, capsys):
     assert main(["molecule", "--file", str(table), "--out-dir", str(out), "--quiet"]) == 0
     rows = merge(out)
     assert list(rows["status"]) == ["ok", "error", "ok"] and list(rows["id"]) == ["A", "B", "C"]
-    assert "RDKit cannot parse" in rows.loc[1, "error"]
+    assert "expected a valid SMILES; got 'not_a_smiles' (RDKit: SMILES Parse Error" in rows.loc[1, "error"]
     assert all(rows.loc[[0, 2], "relative_gap"] < 0.05)
     assert "1 of 3 rows failed" in capsys.readouterr().err
     # a second run with other settings into the same folder is refused; --overwrite replaces it
@@ -148,3 +151,40 @@ def test_molecule_prints_the_atom_table_and_accounting(tmp_path, capsys):
     assert all(abs(float(r[2]) - expected[int(r[0])]) <= 1e-3 * abs(expected[int(r[0])]) for r in rows)
     shares = account(res, 0).shares()
     assert f"{100 * shares['bonded pairs']:8.2f}%" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["molecule", "CCO", "--baseline", "zeros"], "unknown option '--baseline': use '--baselines'"),
+    (["molecule", "CCO", "--task", "0"], "unknown option '--task': use '--target'"),
+    (["text", "a cat", "--n-steps", "8"], "unknown option '--n-steps': use '--steps'"),
+    (["demo", "--baseline", "zeros"], "unknown option '--baseline': use '--baselines'"),
+])
+def test_old_flag_spellings_name_the_new_one(argv, message, capsys):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == f"sciattr: error: {message}"
+
+
+def test_flags_are_not_abbreviated(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["molecule", "CCO", "--tol", "0.1"])
+    assert stop.value.code == 2 and "unrecognized arguments: --tol" in capsys.readouterr().err
+
+
+def test_settings_flags_build_the_api_settings_and_the_default_is_the_api_default():
+    from sciattr.cli import _settings, build_parser
+    from sciattr.settings import Settings
+
+    parse = build_parser().parse_args
+    for command in (["molecule", "CCO"], ["text", "a cat"], ["demo"]):
+        assert _settings(parse(command)) == Settings()
+        assert _settings(parse([*command, "--steps", "32", "--rule", "trapezoid", "--tolerance", "0.01",
+                                "--max-steps", "256", "--baselines", "dummy"])) == Settings(
+            steps=32, rule="trapezoid", tolerance=0.01, max_steps=256, baselines="dummy")
+    assert _settings(parse(["molecule", "CCO", "--steps", "auto"])).steps is None
+
+
+def test_demo_never_overwrites_without_force(tmp_path, capsys):
+    (tmp_path / "molecule.html").write_text("keep me")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    assert "exists (pass --force" in capsys.readouterr().err
+    assert (tmp_path / "molecule.html").read_text() == "keep me"

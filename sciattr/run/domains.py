@@ -12,18 +12,19 @@ here; if their signatures change, this module is what adapts.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+import re
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sciattr.errors import InputError, SciAttrError, describe
+from sciattr.errors import BaselineWarning, ConvergenceWarning, InputError, SciAttrError, describe
 from sciattr.run.readers import Record
 from sciattr.settings import Settings
 
@@ -51,34 +52,6 @@ def _weights_digest(model) -> str:
     return digest.hexdigest()
 
 
-def _accepts(function: Callable, name: str) -> bool:
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        return False
-    return name in parameters
-
-
-def _legacy_options(settings: Settings, baselines_word: str = "baseline") -> dict:
-    """Keywords of an adapter that does not take ``settings=`` yet, from a :class:`Settings`."""
-    options: dict[str, Any] = {"max_steps": settings.max_steps}
-    if settings.rule is not None:
-        options["rule"] = settings.rule
-    if settings.steps is None:
-        options.update(steps=min(16, settings.max_steps), tolerance=settings.check_tolerance)
-    else:
-        options["steps"] = settings.steps
-        if settings.tolerance is not None:
-            options["tolerance"] = settings.tolerance
-    if settings.baselines is not None:
-        options[baselines_word] = settings.baselines
-    if settings.batch_size is not None:
-        options["batch_size"] = settings.batch_size
-    if settings.memory_budget is not None:
-        options["memory_budget"] = settings.memory_budget
-    return options
-
-
 def _per_example(res, name: str, i: int, default=None):
     values = getattr(res, name, None)
     if values is None:
@@ -88,6 +61,22 @@ def _per_example(res, name: str, i: int, default=None):
     except (IndexError, TypeError):
         return default
     return value.item() if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1 else value
+
+
+#: How the adapters word "every row of the call failed" around the reasons of the rows.
+_ALL_ROWS_FAILED = (
+    re.compile(r"^no row could be used: row 0: (?P<reason>.*)$", re.DOTALL),
+    re.compile(r"^expected at least one valid molecule; got none of 1 \(row 0: (?P<reason>.*)\)$", re.DOTALL),
+)
+
+
+def _one_row_reason(message: str) -> str:
+    """The row's own reason from the error of a call on that row alone."""
+    for pattern in _ALL_ROWS_FAILED:
+        match = pattern.match(message)
+        if match:
+            return match.group("reason")
+    return message
 
 
 class Domain:
@@ -121,7 +110,6 @@ class Domain:
             self._loaded = True
             if self.warm_up_input:
                 import contextlib
-                import warnings
 
                 record = Record(row=0, id=None, input=self.warm_up_input,
                                 kind="smiles" if self.kind == "molecule" else "text")
@@ -144,7 +132,17 @@ class Domain:
 
     # -------------------------------------------------------------- attribution
     def attribute(self, records: Sequence[Record]) -> tuple[list[dict], list[dict], Any]:
-        """Rows (one per record, in order), detail rows, and what pictures need (or ``None``)."""
+        """Rows (one per record, in order), detail rows, and what pictures need (or ``None``).
+
+        Convergence and baseline warnings are not raised per batch (they would name rows by their
+        place in the batch): each row carries them, in ``converged`` and ``notes``.
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", BaselineWarning)
+            return self._attribute_rows(records)
+
+    def _attribute_rows(self, records: Sequence[Record]) -> tuple[list[dict], list[dict], Any]:
         self.load()
         rows = [self._error_row(r, r.error) if r.error else None for r in records]
         todo = [k for k, r in enumerate(records) if not r.error]
@@ -162,7 +160,7 @@ class Domain:
                         done.append(one[0])
                         details += one_details
                     except SciAttrError as exc:
-                        done.append(self._error_row(records[k], str(exc)))
+                        done.append(self._error_row(records[k], _one_row_reason(str(exc))))
                     except Exception as exc:  # noqa: BLE001 -- a model failure on this row only: reported on the row
                         done.append(self._error_row(records[k], f"{type(exc).__name__}: {exc}"))
             for k, row in zip(todo, done):
@@ -270,13 +268,9 @@ class MoleculeDomain(Domain):
         details: list[dict] = []
         if not keep:
             return rows, details, None
-        options = {"featurizer": self.featurizer, "target": self.target}
-        if _accepts(explain_molecules, "settings"):
-            options["settings"] = self.settings
-        else:
-            options.update(_legacy_options(self.settings, "baseline"))
-        res = explain_molecules(self.model, [items[k] for k in keep], **options)
-        task = self.target if res.multi_target else None
+        res = explain_molecules(self.model, [items[k] for k in keep], featurizer=self.featurizer, target=self.target,
+                                settings=self.settings)
+        task = result_column(res, self.target)
         for error in res.errors:
             k = keep[error["row"]]
             rows[k] = self._error_row(records[k], error["message"])
@@ -299,6 +293,9 @@ class MoleculeDomain(Domain):
                                 "begin": int(bond["begin"]), "end": int(bond["end"]),
                                 "bond_type": bond["bond_type"], "attribution": float(bond["attribution"])})
             notes = list(parse_notes[k]) + list(res.notes[i] if i < len(res.notes) else ())
+            warned = getattr(res, "baseline_warnings", None)
+            if warned and i < len(warned) and warned[i]:
+                notes.append(str(warned[i]))
             prediction = _scalar(res.forward_x[i], task)
             steps = _per_example(res, "steps", i)
             evaluations = _per_example(res, "evaluations", i, steps)
@@ -326,6 +323,17 @@ class MoleculeDomain(Domain):
         res, task, _ = extra
         picture = draw_attribution(res, i, target=task, title=self.name, image_format="svg")
         return picture if isinstance(picture, str) else picture.decode() if isinstance(picture, bytes) else str(picture)
+
+
+def result_column(res, target):
+    """The column of a molecule result that ``target`` (an index or a task name) picks; ``None`` for
+    a single-target result."""
+    if not res.multi_target:
+        return None
+    names = tuple(getattr(res, "target_names", None) or ())
+    if isinstance(target, str) and target in names:
+        return names.index(target)
+    return target
 
 
 def _atom_features(res, i: int, task) -> np.ndarray:
@@ -392,29 +400,20 @@ class TextDomain(Domain):
                              f"Hugging Face model folder; got {describe(spec)}")
 
     def _call(self, texts: list[str], targets):
-        settings = self.settings
         if self.flavour == "shipped":
             from sciattr.text.report import attribute_texts
 
-            if _accepts(attribute_texts, "settings"):
-                return attribute_texts(texts, self.model_spec, targets, truncate=self.truncate, text_model=self.model,
-                                       settings=settings)
             return attribute_texts(texts, self.model_spec, targets, truncate=self.truncate, text_model=self.model,
-                                   steps=settings.steps or 64)
+                                   settings=self.settings)
         if self.flavour == "g2p":
             from sciattr.text.seq2seq import attribute_g2p
 
-            if _accepts(attribute_g2p, "settings"):
-                return attribute_g2p(texts, targets, model=self.model, settings=settings)
-            return attribute_g2p(texts, targets, model=self.model, **_legacy_options(settings, "baselines"))
+            return attribute_g2p(texts, targets, model=self.model, truncate=self.truncate, settings=self.settings)
         from sciattr.text.huggingface import hf_integrated_gradients
 
         options = {k: v for k, v in self.model.options.items() if k in ("truncation", "split")}
-        if _accepts(hf_integrated_gradients, "settings"):
-            options["settings"] = settings
-        else:
-            options.update(_legacy_options(settings, "baseline"))
-        return hf_integrated_gradients(self.model.model, self.model.tokenizer, texts, target=targets, **options)
+        return hf_integrated_gradients(self.model.model, self.model.tokenizer, texts, target=targets,
+                                       settings=self.settings, **options)
 
     def _attribute(self, records):
         from sciattr.text.report import _one_example, _summary

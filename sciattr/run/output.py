@@ -47,7 +47,7 @@ TEXT_ROW_COLUMNS = (("id", "string"), ("row", "int64"), ("input", "string"), ("s
                     ("evaluations", "int64"), ("converged", "bool"), ("notes", "string"))
 #: (name, type) of the ``atoms`` table: ``atom`` is the atom's index in the input molecule,
 #: ``attribution`` that of its own features, ``score`` the complete atom score (own features plus
-#: half of every pair or bond it belongs to; a molecule's scores add up to F(x) - F(x') - gap).
+#: half of every pair or bond it belongs to; a molecule's scores add up to F(x) - F(x') + gap).
 ATOM_COLUMNS = (("row", "int64"), ("id", "string"), ("atom", "int64"), ("element", "string"),
                 ("attribution", "float64"), ("score", "float64"))
 #: (name, type) of the ``bonds`` table: ``begin``/``end`` are the bond's atoms in the input's numbering,

@@ -43,6 +43,9 @@ class RunSummary:
         Input rows this call attributed (excluding those found already done).
     ok, errors:
         Of those, rows with ``status="ok"`` and ``status="error"``.
+    unconverged:
+        Of the ok rows, those whose completeness gap is above the tolerance (``converged`` is
+        false; ``relative_gap`` says by how much).
     skipped:
         Rows of this shard found completed by an earlier call (resume).
     interrupted:
@@ -57,6 +60,7 @@ class RunSummary:
     rows: int = 0
     ok: int = 0
     errors: int = 0
+    unconverged: int = 0
     skipped: int = 0
     interrupted: bool = False
     seconds: float = 0.0
@@ -70,6 +74,9 @@ class RunSummary:
     def __str__(self) -> str:
         text = (f"{self.rows:,} rows attributed ({self.ok:,} ok, {self.errors:,} errors) in {self.seconds:.1f} s "
                 f"({self.rows_per_second:.1f} rows/s) into {os.fspath(self.out_dir)}")
+        if self.unconverged:
+            text += (f"; {self.unconverged:,} ok rows above the completeness tolerance (converged = false; "
+                     "give more --max-steps or another baseline)")
         if self.skipped:
             text += f"; {self.skipped:,} rows were already done"
         if self.shard[1] > 1:
@@ -398,6 +405,7 @@ def _count(summary: RunSummary, bar: Progress, entry: dict) -> None:
     summary.rows += entry["end"] - entry["start"]
     summary.ok += entry["ok"]
     summary.errors += entry["errors"]
+    summary.unconverged += entry.get("unconverged", 0)
     bar.update(entry["end"] - entry["start"], entry["errors"])
 
 
@@ -412,7 +420,9 @@ def write_batch(out_dir: Path, kind: str, fmt: str, rows: list[dict], details: l
     rows_path = output.write_part(out_dir / "rows", kind, "rows", rows, start, end, fmt)
     files.append(rows_path.relative_to(out_dir).as_posix())
     n_err = sum(r["status"] != "ok" for r in rows)
-    return {"start": start, "end": end, "files": files, "ok": len(rows) - n_err, "errors": n_err}
+    unconverged = sum(r["status"] == "ok" and r.get("converged") is False for r in rows)
+    return {"start": start, "end": end, "files": files, "ok": len(rows) - n_err, "errors": n_err,
+            "unconverged": unconverged}
 
 
 def explain_file(path: str | os.PathLike, *, model, kind: str = "molecule", out_dir: str | os.PathLike,

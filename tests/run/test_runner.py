@@ -267,3 +267,36 @@ def test_summaries_from_the_output(library, tmp_path):
             mine = atoms[atoms["row"] == row].set_index("atom")["score"]
             totals.append(mine.loc[list(match)].sum())
     assert benzene["mean"] == pytest.approx(np.mean(totals), rel=1e-9)
+
+
+def test_a_batch_of_bad_rows_gives_each_row_its_own_reason_and_warnings_stay_on_the_rows(tmp_path):
+    import warnings
+
+    items = ["C1CC", "", "CCO", "c1ccccc1O"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is warned per batch (the rows carry it)
+        summary = explain_stream(items, model=MODEL, out_dir=tmp_path / "o", part_rows=2, **FAST)
+    rows = merge(tmp_path / "o")
+    assert list(rows["status"]) == ["error", "error", "ok", "ok"]
+    assert rows.loc[0, "error"].startswith("expected a valid SMILES; got 'C1CC' (RDKit: SMILES Parse Error: unclosed")
+    assert rows.loc[1, "error"] == "expected a non-empty SMILES string; got ''"
+    # fixed steps=8: the rows above the tolerance are counted and marked
+    ok = rows[rows["status"] == "ok"]
+    assert list(ok["converged"]) == list(ok["relative_gap"] <= 0.05)
+    assert summary.unconverged == sum(not c for c in ok["converged"]) == 1
+    # CCO's zero baseline is on the same side of the decision threshold: said on its row
+    assert ("baseline not neutral" in rows.loc[2, "notes"]) == (
+        (ok.loc[2, "prediction"] > 0) == (ok.loc[2, "baseline_score"] > 0))
+
+
+def test_default_settings_are_the_api_defaults(library, tmp_path):
+    from sciattr.settings import Settings
+
+    explain_file(library, model=MODEL, out_dir=tmp_path / "o", progress=False, part_rows=16)
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["settings"] == json.loads(json.dumps(Settings().describe()))
+    rows = merge(tmp_path / "o")
+    ok = rows[rows["status"] == "ok"]
+    # adaptive steps: every molecule within the default 5 % tolerance, with its own number of evaluations
+    assert ok["converged"].all() and (ok["relative_gap"] <= 0.05).all()
+    assert ok["evaluations"].min() >= 16 and ok["evaluations"].nunique() >= 1
