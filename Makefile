@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test bench bench-scale lint clean
+.PHONY: setup demo test bench bench-scale lint docs clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,16 @@ bench-scale: setup
 
 lint: setup
 	$(BIN)/ruff check sciattr tests benchmarks tutorials
+	$(BIN)/mypy sciattr
+
+# The API reference (HTML, from the docstrings) in docs/api/; open docs/api/index.html.
+# Every public module is listed, since a package's __all__ names only what it re-exports.
+DOCS_OUT ?= docs/api
+PDOC_FLAGS ?=
+docs: setup
+	$(BIN)/python -m pdoc --docformat numpy --template-directory docs/templates $(PDOC_FLAGS) -o $(DOCS_OUT) \
+		$$($(BIN)/python -c "import pkgutil, sciattr; print(' '.join(['sciattr'] + [m.name for m in \
+		pkgutil.walk_packages(sciattr.__path__, 'sciattr.') if '._' not in m.name]))")
 
 clean:
-	rm -rf $(VENV) reports .pytest_cache
+	rm -rf $(VENV) reports .pytest_cache .mypy_cache docs/api

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
@@ -169,7 +170,8 @@ def word_ids_of(tokenizer, ids: Sequence[int]) -> list:
         return list(range(len(ids)))
     tokens = tokenizer.convert_ids_to_tokens(list(ids))
     specials = set(getattr(tokenizer, "all_special_ids", []) or [])
-    out, word, previous = [], -1, None
+    out: list[int | None] = []
+    word, previous = -1, None
     for token_id, token in zip(ids, tokens):
         if token_id in specials:
             out.append(None)
@@ -313,11 +315,11 @@ def _attribute(spec, good, errors, tokenizer, keep_first, keep_special, scale_co
         lambda xs: [str(x) for x in xs])
     words = [word_ids_of(tokenizer, p + c) for _, p, c in good]
     output_tokens = [name(c) for _, _, c in good]
-    return res.specialize(
+    return cast(ContinuationAttribution, res.specialize(
         ContinuationAttribution, tokens=[name(s) for s in sequences], token_ids=ids, attention_mask=mask,
         target_labels=[" ".join(o) for o in output_tokens], notes=[[] for _ in good], errors=errors,
         rows=[row for row, _, _ in good], row_ids=ids_of_rows, output_tokens=output_tokens,
         word_ids=[w[: len(s)] for w, s in zip(words, sequences)],
         output_word_ids=[w[len(p):] for w, (_, p, _) in zip(words, good)],
         prompt_lengths=[len(p) for _, p, _ in good],
-    )
+    ))

@@ -70,7 +70,7 @@ class EmbeddingModel:
     """
 
     model: Callable
-    embedding: torch.nn.Module | None = None
+    embedding: torch.nn.Module = None  # type: ignore[assignment]  # None: found in __post_init__
     call: str = "ids"
     embeddings_argument: str | None = None
     ids_argument: str | None = None

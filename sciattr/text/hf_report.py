@@ -115,7 +115,8 @@ class _CliModel:
         """
         batch = encode_texts(self.tokenizer, texts, max_length=max_positions(self.model), split=self.split,
                              truncation=self.truncation)
-        errors, groups = list(batch.errors), {}
+        errors = list(batch.errors)
+        groups: dict = {}
         for row in batch.rows:
             try:
                 self._check_target(targets[row])

@@ -44,10 +44,10 @@ from sciattr.text.tokens import TokenAttribution
 
 __all__ = [
     "KINDS",
+    "WEIGHT_FILES",
     "EncodedTexts",
     "HFSeq2SeqAttribution",
     "HFTokenAttribution",
-    "WEIGHT_FILES",
     "TeacherForcedScores",
     "causal_lm_integrated_gradients",
     "classifier_integrated_gradients",
@@ -235,7 +235,7 @@ class HFSeq2SeqAttribution(HFTokenAttribution, Seq2SeqAttribution):
     """A :class:`~sciattr.text.seq2seq.Seq2SeqAttribution` with the source tokens' word ids."""
 
 
-def _finish(res: TokenAttribution, batch: EncodedTexts, cls, **extra):
+def _finish(res: Attribution, batch: EncodedTexts, cls, **extra):
     return res.specialize(cls, **{**_token_fields(res), "tokens": batch.tokens, "rows": batch.rows,
                                   "errors": batch.errors, "notes": batch.notes, "word_ids": batch.word_ids,
                                   "row_ids": batch.row_ids, **extra})
@@ -264,6 +264,8 @@ def model_kind(model) -> str:
 
 def _accepts_embeddings(model) -> bool:
     forward = getattr(model, "forward", None)
+    if forward is None:
+        return False
     try:
         return "inputs_embeds" in inspect.signature(forward).parameters
     except (TypeError, ValueError):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from sciattr.errors import InputError, describe
+from sciattr.errors import InputError, ModelOutputError, describe
 from sciattr.settings import Settings, resolve_settings
 from sciattr.text._engine import as_list, row_ids
 from sciattr.text.classifier import _targets_per_row, vocabulary_baseline
@@ -47,7 +48,7 @@ class LSTMLanguageModel(nn.Module):
         if tie_weights and emb_dim != hidden_dim:
             raise InputError(f"expected emb_dim == hidden_dim for tied weights; got {emb_dim} and "
                              f"{hidden_dim}")
-        self.config = {"vocab_size": vocab_size, "emb_dim": emb_dim, "hidden_dim": hidden_dim,
+        self.config: dict[str, Any] = {"vocab_size": vocab_size, "emb_dim": emb_dim, "hidden_dim": hidden_dim,
                            "num_layers": num_layers, "dropout": dropout, "tie_weights": tie_weights}
         self.embed = nn.Embedding(vocab_size, emb_dim)
         self.drop = nn.Dropout(dropout)
@@ -238,6 +239,9 @@ def lm_report(sentence: str, target: str | None = None, *, lm, score: str = "pro
     settings = resolve_settings(settings, options).replace(store_path=True)
     res = lm_attribution(lm.model, lm.vocab, [sentence], None if target is None else [target],
                          score=score, truncate=truncate, settings=settings)
+    if res.path is None or res.attention_mask is None:
+        raise ModelOutputError("expected the attribution to record its path (store_path=True) and attention "
+                               f"mask; got path={describe(res.path)}, attention_mask={describe(res.attention_mask)}")
     emb = res.inputs[res.embedding_name][0]
     grad_at_input = res.path.gradients[res.embedding_name][-1, 0]
     gradients = (grad_at_input * (emb - res.baselines[res.embedding_name][0])).sum(-1)

@@ -55,8 +55,8 @@ def token_color(value: float, scale: float, neutral: float = NEUTRAL) -> tuple[s
     target = _RED if value > 0 else _BLUE
     # white at strength 0, the full colour at strength 1; never lighter than a visible tint
     mix = 0.25 + 0.75 * strength
-    rgb = tuple(round(255 + (c - 255) * mix) for c in target)
-    return ("pos" if value > 0 else "neg"), rgb
+    red, green, blue = (round(255 + (c - 255) * mix) for c in target)
+    return ("pos" if value > 0 else "neg"), (red, green, blue)
 
 
 def _text_color(rgb: tuple[int, int, int]) -> str:

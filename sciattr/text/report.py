@@ -26,7 +26,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -194,8 +194,9 @@ def _summary(one: TokenAttribution) -> dict:
     fx, fb = float(one.forward_x.sum()), float(one.forward_baseline.sum())
     record.update(attributions=attributions, forward_x=fx, forward_baseline=fb, gap=sum(attributions) - (fx - fb),
                   relative_gap=float(one.relative_gap.max()), steps=int(one.steps.max()))
-    if one.multi_target and hasattr(one, "output_tokens"):
-        record.update(output_tokens=one.output_tokens[0], matrix=one.matrix(0).tolist())
+    matrix, output_tokens = getattr(one, "matrix", None), getattr(one, "output_tokens", None)
+    if one.multi_target and output_tokens is not None and matrix is not None:
+        record.update(output_tokens=output_tokens[0], matrix=matrix(0).tolist())
     return record
 
 
@@ -249,7 +250,7 @@ def _write_batch(results, inputs, out_dir, model_name, errors, reports) -> tuple
 
 
 def write_batch_reports(results: Sequence[TokenAttribution], inputs: Sequence[str], out_dir, model_name: str,
-                        write_report: Callable[[TokenAttribution, int, Path], list[Path]], *,
+                        write_report: Callable[[Any, int, Path], list[Path]], *,
                         errors: Sequence[dict] = (), stream: TextIO | None = None) -> list[Path]:
     """A batch with one report per usable line: ``reports/row<N>.html`` written by
     ``write_report(one_example_result, line, path)``, then :func:`write_batch_table` and

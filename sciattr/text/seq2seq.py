@@ -34,6 +34,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -755,7 +756,7 @@ def attribute_g2p(
     res = attribute_outputs(model, embeddings, target, target_lengths=out_lengths, strategy=strategy,
                             forward_kwargs={"source_lengths": lengths}, example_names=[row for row, _, _ in good],
                             settings=settings.replace(baselines=baseline))
-    return res.specialize(
+    return cast(Seq2SeqAttribution, res.specialize(
         Seq2SeqAttribution,
         tokens=[list(w) + ["</s>"] for _, w, _ in good],
         token_ids=ids,
@@ -766,7 +767,7 @@ def attribute_g2p(
         rows=[row for row, _, _ in good],
         row_ids=ids_of_rows,
         output_tokens=[[PHONEMES[i] for i in p] for _, _, p in good],
-    )
+    ))
 
 
 def _g2p_title(res: Seq2SeqAttribution) -> str:

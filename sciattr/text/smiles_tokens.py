@@ -161,7 +161,9 @@ def reaction_atom_values(res, example: int = 0, target: int = 0) -> dict[str, Si
     tokens = [(pos, tok, value) for pos, ((tok, value), wid) in enumerate(zip(pairs, word_ids)) if wid is not None]
     if not any(tok in (">", ">>") for _, tok, _ in tokens):
         return {"molecule": _side_atoms("molecule", tokens)}
-    sides, pieces, names = {}, [], iter(_SIDES)
+    sides: dict = {}
+    pieces: list = []
+    names = iter(_SIDES)
     current = next(names)
     for pos, tok, value in tokens:
         if tok in (">", ">>"):

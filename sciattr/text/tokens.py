@@ -275,7 +275,7 @@ class TokenAttribution(Attribution):
         return self.rows[example] if example < len(self.rows) else example
 
     def _row_fields(self, row: int) -> dict:
-        out = {"row": row}
+        out: dict = {"row": row}
         if self.row_ids:
             out["id"] = self.row_ids[row] if 0 <= row < len(self.row_ids) else None
         return out

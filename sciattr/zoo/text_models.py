@@ -29,8 +29,17 @@ from sciattr.text.classifier import LSTMTopicClassifier
 from sciattr.text.corpus import Vocabulary, read_text_file
 from sciattr.text.lstm_lm import DEFAULT_MAX_LENGTH, LSTMLanguageModel
 
-__all__ = ["METRIC_KEYS", "TEXT_MODELS", "ZOO_TEXT", "TextModel", "load_lstm_lm", "load_text_model",
-           "load_topic_classifier", "lm_report", "weights_sha256"]
+__all__ = [
+    "METRIC_KEYS",
+    "TEXT_MODELS",
+    "ZOO_TEXT",
+    "TextModel",
+    "lm_report",
+    "load_lstm_lm",
+    "load_text_model",
+    "load_topic_classifier",
+    "weights_sha256",
+]
 
 ZOO_TEXT = Path(__file__).resolve().parent / "text"
 

@@ -94,7 +94,8 @@ def main(argv=None) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     inputs, labels = batchify(ids["train"], 32)
 
-    best, best_state, history = float("inf"), None, []
+    best, history = float("inf"), []
+    best_state: dict[str, torch.Tensor] = {}
     started = time.time()
     for epoch in range(args.epochs):
         train_ppl = train_epoch(model, optimizer, inputs, labels, 35, 0.5, generator)

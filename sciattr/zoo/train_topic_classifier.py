@@ -95,7 +95,8 @@ def main(argv=None) -> dict:
 
     model = LSTMTopicClassifier(len(vocab), TOPICS, pad_id=vocab.index[PAD])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    best, best_state, history = -1.0, None, []
+    best, history = -1.0, []
+    best_state: dict[str, torch.Tensor] = {}
     started = time.time()
     for epoch in range(args.epochs):
         loss = train_epoch(model, optimizer, *data["train"], rng)
