@@ -40,18 +40,21 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem
 
-from sciattr.chem import explain_molecules
-from sciattr.chem.accounting import account, group_total
-from sciattr.chem.dead_features import receptive_field_report
-from sciattr.chem.draw import (
+from sciattr.chem import (
+    account,
+    aggregate_attribution,
+    atom_scores,
     attribution_heatmap,
+    compare_with_free_wilson,
     draw_attribution,
     draw_attribution_grid,
     draw_grid,
+    explain_molecules,
+    group_total,
+    molecule_report,
+    receptive_field_report,
     save_picture,
 )
-from sciattr.chem.report import molecule_report
-from sciattr.chem.substructures import aggregate_attribution, atom_scores, compare_with_free_wilson
 from sciattr.datasets import TASKS, load_chembl2321810, load_nci, score_attributions, split_indices
 from sciattr.zoo import available_models, load_featurizer, load_model
 

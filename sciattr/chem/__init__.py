@@ -50,6 +50,7 @@ from sciattr.chem.featurize import (
     load_sdf,
     prepare_molecule,
 )
+from sciattr.chem.gnn import GINENetwork
 from sciattr.chem.report import molecule_report, terminal_table
 from sciattr.chem.substructures import (
     FUNCTIONAL_GROUPS,
@@ -60,6 +61,9 @@ from sciattr.chem.substructures import (
 )
 from sciattr.chem.weave import W1N2, W2N2, WeaveLayer, WeaveModel
 
+#: Names of :mod:`sciattr.chem.training`, exported here on first use (training is not needed to explain).
+_TRAINING = ("TrainingRecipe", "TrainedModel", "train_model", "attribution_quality")
+
 __all__ = [
     "ELEMENTS",
     "FUNCTIONAL_GROUPS",
@@ -68,6 +72,7 @@ __all__ = [
     "W1N2",
     "W2N2",
     "Accounting",
+    "GINENetwork",
     "GraphBatch",
     "GroupTotal",
     "MoleculeAttribution",
@@ -78,6 +83,8 @@ __all__ = [
     "ReceptiveFieldReport",
     "ReferenceBaselines",
     "SimpleWeaveFeaturizer",
+    "TrainedModel",
+    "TrainingRecipe",
     "UnreadableRecord",
     "WeaveFeaturizer",
     "WeaveLayer",
@@ -87,6 +94,7 @@ __all__ = [
     "aggregate_substructures",
     "atom_scores",
     "attribution_heatmap",
+    "attribution_quality",
     "collate",
     "compare_with_free_wilson",
     "decision_threshold",
@@ -110,5 +118,14 @@ __all__ = [
     "save_picture",
     "smarts_totals",
     "terminal_table",
+    "train_model",
     "wl_colours",
 ]
+
+
+def __getattr__(name: str):
+    if name in _TRAINING:
+        from sciattr.chem import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'sciattr.chem' has no attribute {name!r}")

@@ -103,11 +103,17 @@ def load_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
     card_path = _card_path(name_or_path)
     card = json.loads(card_path.read_text())
     model = build_model(card["architecture"], card["config"])
-    state = safetensors.load_file(str(card_path.with_suffix(".safetensors")))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(f"expected weights matching the {card['architecture']} of the card; missing "
-                         f"{missing[:5]}, unexpected {unexpected[:5]} in {card_path.with_suffix('.safetensors')}")
+    weights = card_path.with_suffix(".safetensors")
+    state = safetensors.load_file(str(weights))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or reshaped:
+        shapes = [f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})" for k in reshaped[:5]]
+        raise InputError(f"expected weights matching the {card['architecture']} of the card in {weights}; got "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {shapes}")
+    model.load_state_dict(state)  # strict: every weight named and shaped as the architecture's
     model.card = card
     return model.eval()
 
