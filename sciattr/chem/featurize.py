@@ -263,7 +263,8 @@ def _parse_smiles(text: str):
     with rdkit_messages() as said:
         mol = Chem.MolFromSmiles(text, sanitize=False)
         if mol is None:
-            reason = "; ".join(m for m in said if m != text.strip()) or "RDKit cannot parse it"
+            echoes = {text.strip(), text.strip().split()[0]}  # RDKit repeats the input (up to a space)
+            reason = "; ".join(m for m in said if m not in echoes) or "RDKit cannot parse it"
             raise InputError(f"expected a valid SMILES; got {text!r} (RDKit: {reason})")
         try:
             Chem.SanitizeMol(mol)
