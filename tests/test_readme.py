@@ -31,8 +31,8 @@ def test_the_block_finder():
 def test_the_readme_has_runnable_examples():
     assert len(BLOCKS) >= 2, "expected the README to show python examples"
     code = "\n".join(block for _, block in BLOCKS)
-    # the API the README teaches: the settings object, the vocabulary, tables
-    for word in ("Settings(", "target=", "to_dataframe("):
+    # the API the README teaches: the settings object, the vocabulary, tables, whole continuations
+    for word in ("Settings(", "target=", "to_dataframe(", "continuation_integrated_gradients("):
         assert word in code, f"no README example uses {word}"
 
 

@@ -12,8 +12,9 @@ Import the submodules you need (nothing heavy is imported here):
   and topic classifier; :mod:`sciattr.text.report` -- reports and the command-line entry points;
 * :mod:`sciattr.text.seq2seq` -- output-by-input attribution matrices for encoder-decoders and the
   shipped grapheme-to-phoneme GRU; :mod:`sciattr.text.huggingface` -- Hugging Face classifiers,
-  causal LMs and encoder-decoders through ``inputs_embeds``; :mod:`sciattr.text.smiles_tokens` --
-  reaction SMILES tokens mapped back to atoms.
+  causal LMs and encoder-decoders through ``inputs_embeds``; :mod:`sciattr.text.continuation` --
+  whole continuations of causal LMs (every output token against the prompt and the earlier output
+  tokens, in one call); :mod:`sciattr.text.smiles_tokens` -- reaction SMILES tokens mapped back to atoms.
 """
 
 from sciattr.text.embedding import EmbeddingModel, embedding_integrated_gradients, pad_batch
