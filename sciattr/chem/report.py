@@ -234,9 +234,9 @@ def terminal_table(result, index: int = 0, *, target=None, title: str | None = N
 
 
 def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
-    """Molecules of a CSV (column ``smiles``, any case; a file of one column is read as SMILES), SDF
-    or SMILES file. A CSV with several columns and none named ``smiles`` is refused (its first
-    column could be anything).
+    """Molecules of a CSV (column ``smiles``, any case), SDF or SMILES file. A CSV without a
+    column named ``smiles`` is refused, also when it has a single column (a column of formulas
+    such as ``CO``, ``NO`` would parse as SMILES).
 
     Returns ``(items, labels)``: SMILES strings or RDKit molecules (an
     :class:`~sciattr.chem.featurize.UnreadableRecord` with RDKit's reason for unreadable SDF
@@ -262,13 +262,11 @@ def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
         if not rows:
             raise InputError(f"expected a CSV with a header row; got an empty file {os.fspath(path)!r}")
         header = [h.strip().lower() for h in rows[0]]
-        if "smiles" in header:
-            column = header.index("smiles")
-        elif len(header) == 1:
-            column = 0
-        else:
+        if "smiles" not in header:  # never guess: a column of formulas such as CO, NO also parses as SMILES
             raise InputError(f"expected a CSV with a column named 'smiles'; got columns {rows[0]} in "
-                             f"{os.fspath(path)!r} (rename the SMILES column to 'smiles')")
+                             f"{os.fspath(path)!r} (name the SMILES column 'smiles', or list the SMILES in "
+                             f"a .smi file)")
+        column = header.index("smiles")
         items = [row[column] if len(row) > column else "" for row in rows[1:]]
         return items, list(items)
     raise InputError(f"expected a .csv, .sdf or .smi file; got {os.fspath(path)!r}")

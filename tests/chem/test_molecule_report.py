@@ -9,7 +9,13 @@ from rdkit import Chem
 
 from sciattr.chem import W2N2, SimpleWeaveFeaturizer
 from sciattr.chem.adapter import explain_molecules
-from sciattr.chem.report import BATCH_COLUMNS, molecule_report, run_batch_cli, run_molecule_cli
+from sciattr.chem.report import (
+    BATCH_COLUMNS,
+    molecule_report,
+    read_molecule_file,
+    run_batch_cli,
+    run_molecule_cli,
+)
 from sciattr.errors import InputError
 
 
@@ -75,3 +81,13 @@ def test_batch_cli_reads_sdf_with_an_unreadable_record(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["status"] for r in rows] == ["ok", "error", "ok"]
     assert rows[1]["error"] == "RDKit cannot read record 1 (broken): Atom line too short: 'M  END' on line 25"
+
+
+@pytest.mark.parametrize("text", ["formula\nCO\nNO\n", "name,formula\nmethanol,CO\n", "CO\nNO\n"])
+def test_a_csv_without_a_smiles_column_is_refused(tmp_path, text):
+    source = tmp_path / "input.csv"
+    source.write_text(text)
+    with pytest.raises(InputError, match=r"expected a CSV with a column named 'smiles'; got columns \["):
+        read_molecule_file(source)
+    (tmp_path / "named.csv").write_text("Name,SMILES\nmethanol,CO\n")
+    assert read_molecule_file(tmp_path / "named.csv") == (["CO"], ["CO"])
