@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import os
 from pathlib import Path
 
@@ -254,11 +255,10 @@ def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
                   else (Chem.MolToSmiles(m) if isinstance(m, Chem.Mol) else str(m)) for m in items]
         return items, labels
     if suffix in (".smi", ".txt"):
-        items = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+        items = [line.split()[0] for line in _utf8(path).splitlines() if line.strip()]
         return items, list(items)
     if suffix == ".csv":
-        with path.open(newline="") as handle:
-            rows = list(csv.reader(handle))
+        rows = list(csv.reader(io.StringIO(_utf8(path), newline="")))
         if not rows:
             raise InputError(f"expected a CSV with a header row; got an empty file {os.fspath(path)!r}")
         header = [h.strip().lower() for h in rows[0]]
@@ -270,6 +270,14 @@ def read_molecule_file(path: str | os.PathLike) -> tuple[list, list[str]]:
         items = [row[column] if len(row) > column else "" for row in rows[1:]]
         return items, list(items)
     raise InputError(f"expected a .csv, .sdf or .smi file; got {os.fspath(path)!r}")
+
+
+def _utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"expected a UTF-8 text file; got {os.fspath(path)!r} with a byte {exc.object[exc.start]:#04x} "
+                         f"at offset {exc.start} that is not UTF-8 (convert the file to UTF-8)") from None
 
 
 def _top_atoms(result, index: int, target, k: int = 3) -> str:

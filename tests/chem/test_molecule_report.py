@@ -91,3 +91,10 @@ def test_a_csv_without_a_smiles_column_is_refused(tmp_path, text):
         read_molecule_file(source)
     (tmp_path / "named.csv").write_text("Name,SMILES\nmethanol,CO\n")
     assert read_molecule_file(tmp_path / "named.csv") == (["CO"], ["CO"])
+
+
+def test_a_file_that_is_not_utf8_is_refused_with_the_offset(tmp_path):
+    source = tmp_path / "input.csv"
+    source.write_bytes("smiles\nCCO\nC\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"expected a UTF-8 text file; got .* byte 0xe9 at offset 12"):
+        read_molecule_file(source)
