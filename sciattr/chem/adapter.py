@@ -38,7 +38,9 @@ model loaded with :func:`sciattr.zoo.load_model` carries its card: the card deci
 featurizer, the names of the targets and the decision threshold.
 
 Baselines. ``"zeros"`` (default); ``"dummy"``: every atom an atom of unknown element and every
-bond of unknown type, graph distances kept (what remains is the topology); a dict
+bond of unknown type, graph distances kept (what remains is the topology); ``"mean"``: each
+molecule's own mean atom row and mean link row (named baselines are per molecule, so a molecule's
+attributions never depend on the rest of the batch); a number, a tensor or a dict
 ``{"atoms": spec, "pairs"|"edges": spec}`` of engine baseline specs; a list of K such baselines
 or a :class:`~sciattr.chem.baselines.ReferenceBaselines` sampler (expected gradients: the
 attributions averaged over K baselines, every (molecule, baseline) its own example in one
@@ -776,8 +778,8 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     settings, **options:
         A :class:`sciattr.Settings` and/or its fields as keywords (``steps``, ``rule``,
         ``tolerance``, ``baselines``, ``batch_size``, ``memory_budget``, ...). ``baselines``:
-        ``"zeros"`` (default), ``"dummy"`` (needs ``featurizer``), a dict ``{"atoms": ...,
-        link name: ...}``, a list of such baselines or a
+        ``"zeros"`` (default), ``"dummy"`` (needs ``featurizer``), ``"mean"`` (per molecule), a
+        dict ``{"atoms": ..., link name: ...}``, a list of such baselines or a
         :class:`~sciattr.chem.baselines.ReferenceBaselines` (expected gradients).
     featurizer:
         The featurizer of ``graphs`` (for ``"dummy"`` baselines and feature names).
@@ -887,14 +889,15 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
                 texts[i].append(
                     f"baseline not neutral{which}: F(x') = {float(b[t]):.4g} is {side} the decision threshold "
                     f"{threshold:g} like F(x) = {float(x[t]):.4g}, so the attributions explain the difference "
-                    f"between two predictions of the same class; try baselines=neutral_baseline(model, molecules) "
-                    f"or expected gradients over reference molecules (ReferenceBaselines)")
+                    f"between two predictions of the same class; try "
+                    f"baselines=neutral_baseline(model, molecules).baselines or expected gradients over "
+                    f"reference molecules (ReferenceBaselines)")
                 kinds.setdefault("same side of the decision threshold", []).append(result.rows[i])
             elif float(sc[t]) > 0 and abs(float(d[t])) < SMALL_DIFFERENCE * float(sc[t]):
                 texts[i].append(
                     f"baseline not neutral{which}: |F(x) - F(x')| = {abs(float(d[t])):.3g} is small against the "
                     f"attributions' scale {float(sc[t]):.3g} (large attributions cancel); try another baseline "
-                    f"(neutral_baseline) or expected gradients")
+                    f"(neutral_baseline(model, molecules).baselines) or expected gradients (ReferenceBaselines)")
                 kinds.setdefault("F(x) close to F(x')", []).append(result.rows[i])
     if isinstance(spec, str) and spec == "dummy":
         zeros = ragged.scores(model, torch.zeros_like(ragged.data.atoms), torch.zeros_like(ragged.data.links))
@@ -916,7 +919,15 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
         shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
         first = next(t for t in texts[result.rows.index(rows[0])])
         warnings.warn(f"baseline not neutral ({what}) for input row(s) {shown}: {first}", BaselineWarning,
-                      stacklevel=3)
+                      stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside sciattr, seen from the function that warns."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("sciattr."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _pick(scores: torch.Tensor, target, result) -> torch.Tensor | None:
