@@ -1,0 +1,58 @@
+"""Tutorial 08 (ground truth) runs in fast mode within a minute of CPU and its numbers tell its story."""
+
+import os
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def number(pattern: str, text: str) -> float:
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not found in:\n{text}"
+    return float(match.group(1))
+
+
+def test_08_ground_truth(tmp_path):
+    pytest.importorskip("rdkit")
+    pytest.importorskip("torch_geometric")
+    from PIL import Image
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg", SCIATTR_FAST="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, str(ROOT / "tutorials" / "08_ground_truth.py"), "--out", str(tmp_path)],
+                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert cpu < 60, f"fast mode took {cpu:.0f} s of CPU"
+
+    assert "(halide AND carbonyl) OR nitro" in out
+    assert number(r"model: test ROC AUC ([\d.]+)", out) > 0.9
+    complete = number(r"attribution AUROC, complete atom scores: ([\d.]+)", out)
+    features = number(r"attribution AUROC, feature-only atom scores: ([\d.]+)", out)
+    # feature-only atom scores miss what the network reads from bonds: far below the complete scores
+    assert complete > 0.8 and complete - features > 0.1
+    assert number(r"max relative completeness gap: ([\d.e+-]+)", out) < 0.05
+    # the plain model's zeros baseline is already "active" for most positives, and sciattr says so
+    assert number(r"F\(x'\) > 0 \(already 'active'\) for (\d+)% of the positives", out) >= 50
+    assert "BaselineWarning raised: True" in out and "same side of the decision threshold" in out
+    # expected gradients over inactive references explain the decision better than the zeros baseline
+    expected = number(r"inactive reference molecules: attribution AUROC ([\d.]+)", out)
+    assert expected > complete + 0.03
+    assert number(r"mean F\(x'\) ([-\d.e+]+)", out) < 0
+    # training with the zeros baseline anchored at logit 0 makes it neutral, and better read
+    anchored = number(r"attribution AUROC complete ([\d.]+), feature-only", out)
+    assert abs(number(r"anchored model: test ROC AUC [\d.]+; median F\(x'\) ([-\d.e+]+)", out)) < 0.5
+    assert anchored > complete
+    table = (tmp_path / "08_ground_truth.txt").read_text().splitlines()
+    assert len(table) == 6 and float(table[1].split()[-1]) == pytest.approx(complete, abs=1e-3)
+    for name in ("08_complete.png", "08_feature-only.png", "08_expected_gradients.png", "08_anchored.png"):
+        with Image.open(tmp_path / name) as picture:
+            assert min(picture.size) >= 200
