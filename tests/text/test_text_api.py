@@ -185,3 +185,27 @@ def test_g2p_words_have_a_maximum_length():
         cut = seq2seq.attribute_g2p(word, model=model, steps=8, truncate=True)
     assert len(cut.tokens[0]) == seq2seq.MAX_WORD_LENGTH + 1 and "truncated" in cut.notes[0][0]
     assert time.perf_counter() - started < 20
+
+
+def test_old_spellings_are_refused_at_every_text_entry_point(lm, classifier):
+    """The same words everywhere: each old spelling names its replacement, before any work is done."""
+    from sciattr.text.continuation import continuation_integrated_gradients
+    from sciattr.text.embedding import EmbeddingModel, embedding_integrated_gradients
+
+    model, vocab = classifier
+    ids = torch.tensor([[vocab.index["the"], vocab.index["cat"]]])
+    calls = {
+        "classifier_attribution": lambda **kw: classifier_attribution(model, vocab, ["the cat"], **kw),
+        "lm_attribution": lambda **kw: lm_attribution(*lm, ["the cat"], **kw),
+        "lm_report": lambda **kw: lm_report("the cat", lm=type("LM", (), {"model": lm[0], "vocab": lm[1]}), **kw),
+        "embedding_integrated_gradients": lambda **kw: embedding_integrated_gradients(
+            EmbeddingModel(model), ids, target=0, **kw),
+        "continuation_integrated_gradients": lambda **kw: continuation_integrated_gradients(
+            EmbeddingModel(lm[0], call="embeddings"), [1, 2, 3], **kw),
+    }
+    old = {"baseline": ("pad", "baselines"), "task": (0, "target"), "n_steps": (8, "steps"),
+           "internal_batch_size": (4, "batch_size")}
+    for call in calls.values():
+        for word, (value, new) in old.items():
+            with pytest.raises(InputError, match=f"use '{new}'"):
+                call(**{word: value})
