@@ -146,3 +146,21 @@ def test_the_model_card_decides_the_featurizer():
     by_name = explain_molecules(model, ["c1ccccc1O"], target="benzene", steps=8)
     by_index = explain_molecules(model, ["c1ccccc1O"], target=0, steps=8)
     torch.testing.assert_close(by_name.attributions["atoms"], by_index.attributions["atoms"], rtol=0, atol=0)
+
+
+def test_convergence_warnings_name_input_rows():
+    from sciattr.errors import ConvergenceWarning
+
+    torch.manual_seed(0)
+    model = W2N2(FEAT.n_atom_features, FEAT.n_pair_features, 1, n_hidden=16, n_atom_hidden=16, n_dense=16).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        with pytest.warns(ConvergenceWarning, match=r"\['row 2'") as seen:
+            res = explain_molecules(model, ["xyz", "", "CC(=O)Nc1ccc(O)cc1"], steps=1, rule="riemann_left")
+    assert res.rows == [2] and float(res.relative_gap[0]) > 0.05
+    assert "row 0" not in str(seen[0].message)  # never the position among the valid molecules
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        with pytest.warns(ConvergenceWarning, match=r"'row 2 \(baseline 1\)'"):
+            explain_molecules(model, ["xyz", "", "CC(=O)Nc1ccc(O)cc1"], steps=1, rule="riemann_left",
+                              baselines=["zeros", "mean"])
