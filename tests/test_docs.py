@@ -101,3 +101,22 @@ def test_pages_carry_the_docstrings(reference):
     assert continuation_integrated_gradients.__doc__.strip().splitlines()[0] in continuation
     top = text_of("sciattr")
     assert "integrated_gradients" in top and "completeness" in top
+
+
+def test_every_exported_name_has_an_entry(reference):
+    """Each name of a public module's ``__all__`` is documented: on that module's page, or -- for a name
+    the module hands out lazily -- on the page of the module that defines it."""
+    out, _ = reference
+    missing = []
+    for name in public_modules():
+        module = importlib.import_module(name)
+        text = page(out, name).read_text(encoding="utf-8")
+        for exported in getattr(module, "__all__", ()):
+            if f'id="{exported}"' in text:
+                continue
+            home = getattr(getattr(module, exported, None), "__module__", None)
+            if exported not in vars(module) and home and page(out, home).is_file() \
+                    and f'id="{exported}"' in page(out, home).read_text(encoding="utf-8"):
+                continue
+            missing.append(f"{name}.{exported}")
+    assert not missing, f"exported but not in the reference: {missing}"
