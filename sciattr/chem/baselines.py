@@ -149,6 +149,11 @@ class NeutralBaseline:
         Candidate name -> ``(n_molecules,)`` baseline scores F(x').
     distance:
         Candidate name -> mean ``|F(x') - threshold|`` over the molecules.
+    crossed:
+        Whether two candidates lie on both sides of the threshold (so a blend of them reaches it).
+        When ``False`` every option predicts the same class and the chosen one is only the nearest:
+        try reference molecules of the other class (``reference=``, or expected gradients with
+        :class:`ReferenceBaselines`).
     """
 
     name: str
@@ -156,9 +161,13 @@ class NeutralBaseline:
     threshold: float
     scores: dict
     distance: dict
+    crossed: bool = False
 
     def summary(self) -> str:
         lines = [f"baseline nearest the decision threshold {self.threshold:g}: {self.name}"]
+        if not self.crossed:
+            lines.append("  no option lies on the other side of the threshold: the chosen one is only the nearest "
+                         "(try reference= molecules of the other class)")
         for name, d in sorted(self.distance.items(), key=lambda kv: kv[1]):
             lines.append(f"  {name:<28} mean |F(x') - threshold| = {d:.4g}")
         return "\n".join(lines)
@@ -218,11 +227,13 @@ def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshol
     resolved = {name: tensors(spec) for name, spec in candidates.items()}
     scores = {name: score(rows) for name, rows in resolved.items()}
     names = list(scores)
+    crossed = False
     for a_i, a in enumerate(names):
         for b in names[a_i + 1:]:
             sa, sb = float(scores[a].mean()) - threshold, float(scores[b].mean()) - threshold
             if sa * sb >= 0:
                 continue
+            crossed = True
             lo, hi = 0.0, 1.0  # weight of b; mean score - threshold has the sign of sa at 0, of sb at 1
             for _ in range(int(blend_steps)):
                 mid = (lo + hi) / 2
@@ -241,4 +252,4 @@ def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshol
     distance = {name: float((s - threshold).abs().mean()) for name, s in scores.items()}
     best = min(distance, key=lambda name: (distance[name], name))
     return NeutralBaseline(name=best, baselines=candidates[best], threshold=threshold,
-                           scores={k: v.tolist() for k, v in scores.items()}, distance=distance)
+                           scores={k: v.tolist() for k, v in scores.items()}, distance=distance, crossed=crossed)

@@ -221,4 +221,20 @@ def test_neutral_baseline_finds_a_baseline_at_the_threshold():
     assert float(res.forward_baseline.mean()) == pytest.approx(float(torch.tensor(found.scores[found.name], dtype=torch.float64).mean()),
                                                                 abs=1e-9)
     assert float(res.forward_baseline.mean().abs()) < 0.5 * 3.0
-    assert "nearest the decision threshold" in found.summary()
+    assert "nearest the decision threshold" in found.summary() and found.crossed
+    assert "only the nearest" not in found.summary()
+
+
+def test_neutral_baseline_says_when_no_option_crosses_the_threshold():
+    model = LinearWeave(bias=-100.0)  # every option scores far below 0
+    found = neutral_baseline(model, SMILES, featurizer=FEAT, threshold=0.0)
+    assert not found.crossed and "only the nearest" in found.summary()
+    assert found.distance[found.name] == min(found.distance.values()) > 50
+    # reference molecules of the other class give a candidate above the threshold, and a blend reaches it
+    lifted = LinearWeave(bias=-100.0)
+    with torch.no_grad():
+        lifted.w_atom[FEAT.atom_feature_names.index("element=Cl")] = 200.0
+    found = neutral_baseline(lifted, SMILES, featurizer=FEAT, threshold=0.0, reference=["ClC(Cl)(Cl)Cl"])
+    assert found.crossed and "reference mean" in found.name
+    # the blend is bisected to a mean score at the threshold (per molecule it varies with the atom count)
+    assert abs(float(torch.tensor(found.scores[found.name], dtype=torch.float64).mean())) < 1e-3 * 100
