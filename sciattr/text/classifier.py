@@ -54,6 +54,7 @@ class LSTMTopicClassifier(nn.Module):
         self.out = nn.Linear(hidden_dim, len(self.labels))
 
     def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding (the layer attributions are taken at, as in Hugging Face models)."""
         return self.embed
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,

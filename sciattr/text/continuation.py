@@ -74,6 +74,7 @@ class CausalScores(torch.nn.Module):
             self.train(spec.model.training)
 
     def forward(self, embeddings, target_ids, attention_mask, input_ids, prompt_lengths):
+        """``(rows, T)`` log-probabilities of ``target_ids`` with ``embeddings`` in place of the lookup."""
         logits = model_output_tensor(self.spec(embeddings, input_ids, attention_mask))
         if logits.dim() != 3:
             raise InputError(f"expected per-position logits (rows, seq_len, vocab) from a causal LM; got "

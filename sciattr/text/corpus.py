@@ -146,6 +146,7 @@ class Vocabulary:
         return word in self.index
 
     def id(self, word: str) -> int:
+        """The id of ``word`` (the ``<unk>`` id for a word outside the vocabulary)."""
         return self.index.get(word, self.unk_id)
 
     def encode(self, tokens: Sequence[str]) -> tuple[list[int], list[str]]:
@@ -155,15 +156,18 @@ class Vocabulary:
         return ids, unknown
 
     def decode(self, ids: Iterable[int]) -> list[str]:
+        """The words of ``ids``."""
         return [self.words[int(i)] for i in ids]
 
     def to_json(self, path) -> Path:
+        """Write the word list to ``path`` as JSON (``{"words": [...]}``, UTF-8); returns the path."""
         path = Path(path)
         path.write_text(json.dumps({"words": self.words}, ensure_ascii=False))
         return path
 
     @classmethod
     def from_json(cls, path) -> Vocabulary:
+        """The vocabulary written by :meth:`to_json` (a file that is not UTF-8 is an InputError naming it)."""
         return cls(json.loads(read_text_file(path, "a vocabulary (JSON)"))["words"])
 
 

@@ -441,9 +441,11 @@ class TeacherForcedScores(torch.nn.Module):
         self.train(model.training)
 
     def forward(self, embeddings, target_ids, attention_mask):
+        """``(rows, T)`` scores with the source given as embeddings ``(rows, S, E)``."""
         return self._scores(target_ids, inputs_embeds=embeddings, attention_mask=attention_mask)
 
     def from_ids(self, input_ids, target_ids, attention_mask):
+        """``(rows, T)`` scores with the source given as token ids ``(rows, S)``."""
         return self._scores(target_ids, input_ids=input_ids, attention_mask=attention_mask)
 
     def _scores(self, target_ids, **source):

@@ -60,6 +60,7 @@ class LSTMLanguageModel(nn.Module):
         nn.init.zeros_(self.decoder.bias)
 
     def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding (the layer attributions are taken at, as in Hugging Face models)."""
         return self.embed
 
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,

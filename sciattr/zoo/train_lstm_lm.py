@@ -43,6 +43,7 @@ def batchify(ids: torch.Tensor, streams: int) -> tuple[torch.Tensor, torch.Tenso
 
 def train_epoch(model, optimizer, inputs, labels, bptt: int, clip: float,
                 generator: torch.Generator) -> float:
+    """One pass over the ``(batch, length)`` token stream in BPTT windows; returns the mean training loss."""
     model.train()
     state, total, count = None, 0.0, 0
     start = 0
@@ -73,6 +74,7 @@ def stored_state(model: LSTMLanguageModel) -> dict[str, torch.Tensor]:
 
 
 def main(argv=None) -> dict:
+    """Train, write the weights, vocabulary and card to ``--out``; returns the card."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--dim", type=int, default=160)

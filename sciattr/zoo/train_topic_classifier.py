@@ -47,6 +47,7 @@ def windows(docs: list[list[int]], length: int, rng: random.Random) -> list[list
 
 
 def train_epoch(model, optimizer, docs, labels, rng: random.Random, batch_size: int = 32) -> float:
+    """One shuffled pass over random 120-token windows of the articles; returns the mean training loss."""
     model.train()
     order = list(range(len(docs)))
     rng.shuffle(order)
@@ -65,11 +66,13 @@ def train_epoch(model, optimizer, docs, labels, rng: random.Random, batch_size: 
 
 
 def encoded(articles, vocab: Vocabulary) -> tuple[list[list[int]], torch.Tensor]:
+    """Token ids of each article and the index of its topic."""
     docs = [vocab.encode(tokenize(a.text))[0] for a in articles]
     return docs, torch.tensor([TOPICS.index(a.topic) for a in articles])
 
 
 def main(argv=None) -> dict:
+    """Train, write the weights, vocabulary and card to ``--out``; returns the card."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--vocab", type=int, default=8000)
