@@ -94,6 +94,9 @@ ATOMS = "atoms"
 _LINK_NAMES = {"pairs": "pairs", "edges": "edges"}
 #: ``|F(x) - F(x')|`` below this share of the attributions' scale ``sum |a|`` gets a BaselineWarning.
 SMALL_DIFFERENCE = 0.1
+#: A baseline whose score is within this share of ``|F(x) - F(x')|`` from the decision threshold is
+#: at the threshold (neutral), whichever side the rounding puts it on.
+AT_THRESHOLD = 0.01
 #: ``|F(dummy) - F(zeros)|`` below this share of ``|F(x) - F(zeros)|``: the model cannot tell them apart.
 DUMMY_LIKE_ZEROS = 0.01
 
@@ -884,7 +887,9 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
         x, b, d, sc = fx[i].reshape(-1), fb[i].reshape(-1), delta[i].reshape(-1), scale[i].reshape(-1)
         for t in range(x.shape[0]):
             which = f" (target {t})" if x.shape[0] > 1 else ""
-            if threshold is not None and float((x[t] - threshold) * (b[t] - threshold)) > 0:
+            same_side = threshold is not None and float((x[t] - threshold) * (b[t] - threshold)) > 0 \
+                and abs(float(b[t]) - threshold) > AT_THRESHOLD * abs(float(d[t]))
+            if same_side:
                 side = "above" if float(x[t]) > threshold else "below"
                 texts[i].append(
                     f"baseline not neutral{which}: F(x') = {float(b[t]):.4g} is {side} the decision threshold "

@@ -175,7 +175,7 @@ class NeutralBaseline:
 
 @renamed_keywords
 def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshold: float | None = None,
-                     reference=None, blend_steps: int = 20) -> NeutralBaseline:
+                     reference=None, blend_steps: int = 20, per_molecule: bool = True) -> NeutralBaseline:
     """Search the featurization's baseline options for the one whose score is nearest the threshold.
 
     Parameters
@@ -190,6 +190,12 @@ def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshol
     blend_steps:
         Bisection steps along the blend of two candidates whose mean scores lie on both sides of
         the threshold.
+    per_molecule:
+        Also blend per molecule: each molecule gets its own weight along the first pair of
+        candidates whose scores *for that molecule* lie on both sides of the threshold (and the
+        nearest candidate where no pair does), so that every F(x') lands at the threshold, not
+        only their mean. The result's ``baselines`` then fit exactly the molecules searched, in
+        their order (pass the same molecules to :func:`~sciattr.chem.explain_molecules`).
     """
     featurizer = _default_featurizer(model) if featurizer is None else featurizer
     graphs = _graphs_of(molecules, featurizer)
@@ -249,7 +255,63 @@ def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshol
             resolved[blend] = rows
             scores[blend] = score(rows)
             candidates[blend] = rows
+    if per_molecule:
+        rows, chosen = _per_molecule(resolved, scores, score, threshold, data, link, int(blend_steps))
+        if chosen:
+            crossed = True
+            name = f"per molecule ({chosen})"
+            resolved[name], scores[name], candidates[name] = rows, score(rows), rows
     distance = {name: float((s - threshold).abs().mean()) for name, s in scores.items()}
     best = min(distance, key=lambda name: (distance[name], name))
     return NeutralBaseline(name=best, baselines=candidates[best], threshold=threshold,
                            scores={k: v.tolist() for k, v in scores.items()}, distance=distance, crossed=crossed)
+
+
+def _per_molecule(resolved: dict, scores: dict, score, threshold: float, data, link: str, steps: int):
+    """Baseline rows with a blend weight per molecule: ``(rows, description)``; description is ""
+    when no molecule has a pair of candidates on both sides of the threshold."""
+    names = [n for n in resolved if " + " not in n]  # the plain candidates
+    n = len(scores[names[0]])
+    pair_of: list[tuple[str, str] | None] = [None] * n
+    for i in range(n):
+        for a_i, a in enumerate(names):
+            hit = next((b for b in names[a_i + 1:]
+                        if (float(scores[a][i]) - threshold) * (float(scores[b][i]) - threshold) < 0), None)
+            if hit is not None:
+                pair_of[i] = (a, hit)
+                break
+    if not any(pair_of):
+        return None, ""
+    nearest = [min(names, key=lambda c: (abs(float(scores[c][i]) - threshold), c)) for i in range(n)]
+    segs = {ATOMS: data.atom_segments.cpu(), link: data.link_segments.cpu()}
+    rows = {k: resolved[nearest[0]][k].clone() for k in resolved[names[0]]}
+    for i in range(n):  # molecules without a crossing pair: their nearest candidate
+        if pair_of[i] is None:
+            for k, values in rows.items():
+                mask = (segs[k] == i).to(values.device)
+                values[mask] = resolved[nearest[i]][k][mask]
+
+    def blended(w, a, b):
+        return {k: (1 - w[segs[k]].to(values).unsqueeze(1)) * resolved[a][k]
+                + w[segs[k]].to(values).unsqueeze(1) * resolved[b][k] for k, values in rows.items()}
+
+    for pair in dict.fromkeys(p for p in pair_of if p is not None):
+        a, b = pair
+        members = torch.tensor([p == pair for p in pair_of])
+        lo, hi = torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
+        side = torch.sign(torch.as_tensor(scores[a], dtype=torch.float64) - threshold)
+        for _ in range(steps):  # bisection of every molecule's weight at once: one forward per step
+            mid = (lo + hi) / 2
+            same = torch.sign(score(blended(mid, a, b)) - threshold) == side
+            lo, hi = torch.where(same, mid, lo), torch.where(same, hi, mid)
+        final = blended((lo + hi) / 2, a, b)
+        for k, values in rows.items():
+            mask = members[segs[k]].to(values.device)
+            values[mask] = final[k][mask]
+    counts = {}
+    for p in pair_of:
+        if p is not None:
+            counts[f"{p[0]} / {p[1]}"] = counts.get(f"{p[0]} / {p[1]}", 0) + 1
+    crossing = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    missing = sum(p is None for p in pair_of)
+    return rows, crossing + (f"; nearest option for {missing}" if missing else "")

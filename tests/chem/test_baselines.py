@@ -238,3 +238,21 @@ def test_neutral_baseline_says_when_no_option_crosses_the_threshold():
     assert found.crossed and "reference mean" in found.name
     # the blend is bisected to a mean score at the threshold (per molecule it varies with the atom count)
     assert abs(float(torch.tensor(found.scores[found.name], dtype=torch.float64).mean())) < 1e-3 * 100
+
+
+def test_per_molecule_neutral_baseline_puts_every_molecule_at_the_threshold():
+    model = LinearWeave(bias=3.0)
+    found = neutral_baseline(model, SMILES, featurizer=FEAT, threshold=0.0)
+    assert found.name.startswith("per molecule (") and found.crossed
+    per = torch.tensor(found.scores[found.name], dtype=torch.float64)
+    assert float(per.abs().max()) < 1e-4  # 20 bisection steps on weights in [0, 1]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", BaselineWarning)
+        res = explain_molecules(model, SMILES, featurizer=FEAT, steps=2, baselines=found.baselines,
+                                decision_threshold=0.0)
+    assert not any("decision threshold" in str(w.message) for w in seen)  # at the threshold: neutral
+    assert not any("decision threshold" in w for w in res.baseline_warnings)
+    torch.testing.assert_close(res.forward_baseline, per, rtol=0, atol=1e-12)
+    torch.testing.assert_close(res.per_example(), res.forward_x - per, rtol=1e-12, atol=1e-12)
+    shared = neutral_baseline(model, SMILES, featurizer=FEAT, threshold=0.0, per_molecule=False)
+    assert not shared.name.startswith("per molecule") and shared.distance[shared.name] > found.distance[found.name]
