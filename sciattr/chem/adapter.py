@@ -722,6 +722,10 @@ def _expected_gradients(model, graphs, specs, featurizer, attribute_links, targe
         stacked = torch.stack([b[name] for b in sampled])  # (K, rows, F)
         bases[name] = stacked[k, rows]
     labels = [f"{names[i]} (baseline {k})" for i in range(n) for k in range(K)]
+    if isinstance(target, torch.Tensor) and target.dim() >= 1 and target.shape[0] == n:
+        target = target.repeat_interleave(K, 0)  # one entry per example: each (molecule, baseline) gets its own
+    elif isinstance(target, (list, tuple)) and len(target) == n:
+        target = [t for t in target for _ in range(K)]
     res = _run_engine(ragged.forward, ragged.inputs, target=target, settings=s.replace(baselines=bases),
                       segments=ragged.segments, example_names=labels)
     out_attr, out_base = {}, {}

@@ -256,3 +256,16 @@ def test_per_molecule_neutral_baseline_puts_every_molecule_at_the_threshold():
     torch.testing.assert_close(res.per_example(), res.forward_x - per, rtol=1e-12, atol=1e-12)
     shared = neutral_baseline(model, SMILES, featurizer=FEAT, threshold=0.0, per_molecule=False)
     assert not shared.name.startswith("per molecule") and shared.distance[shared.name] > found.distance[found.name]
+
+
+@pytest.mark.parametrize("target", [[0, 1, 0], [[0, 1]] * 3, torch.tensor([1, 0, 1])])
+def test_expected_gradients_with_a_target_per_molecule(target):
+    model = _network(n_tasks=2)
+    smiles = ["CCO", "c1ccccc1", "CC(=O)O"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        together = explain_molecules(model, smiles, target=target, baselines=["zeros", "mean"], steps=8)
+        alone = [explain_molecules(model, smiles, target=target, baselines=b, steps=8) for b in ("zeros", "mean")]
+    for name in ("atoms", "pairs"):
+        mean = (alone[0].attributions[name] + alone[1].attributions[name]) / 2
+        torch.testing.assert_close(together.attributions[name], mean, rtol=1e-10, atol=1e-12)
