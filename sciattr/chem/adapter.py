@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import numbers
 import sys
 import warnings
@@ -657,22 +656,10 @@ def ragged_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *,
 
 
 # ---------------------------------------------------------------------------------------- engine
-def _engine_takes_settings() -> bool:
-    return "settings" in inspect.signature(_engine.attribute).parameters
-
-
 def _run_engine(forward, inputs, *, target, settings: Settings, segments, example_names):
     """The one place the engine is called."""
-    if _engine_takes_settings():
-        return _engine.attribute(forward, inputs, target=target, settings=settings, segments=segments,
-                                 example_names=example_names)
-    s = settings  # an engine of the keyword era: unpack the settings
-    steps = 50 if s.steps is None else s.steps
-    rule = s.rule if s.rule is not None else "gausslegendre"
-    return _engine.attribute(forward, inputs, baselines=s.baselines, target=target, method=s.method, steps=steps,
-                             rule=rule, batch_size=s.batch_size, memory_budget=s.memory_budget,
-                             tolerance=s.tolerance, max_steps=s.max_steps, store_path=s.store_path,
-                             segments=segments)
+    return _engine.attribute(forward, inputs, target=target, settings=settings, segments=segments,
+                             example_names=example_names)
 
 
 def _pop_domain_options(options: dict, names: tuple[str, ...]) -> dict:
