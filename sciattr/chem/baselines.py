@@ -308,7 +308,7 @@ def _per_molecule(resolved: dict, scores: dict, score, threshold: float, data, l
         for k, values in rows.items():
             mask = members[segs[k]].to(values.device)
             values[mask] = final[k][mask]
-    counts = {}
+    counts: dict[str, int] = {}
     for p in pair_of:
         if p is not None:
             counts[f"{p[0]} / {p[1]}"] = counts.get(f"{p[0]} / {p[1]}", 0) + 1
