@@ -164,3 +164,20 @@ def test_convergence_warnings_name_input_rows():
         with pytest.warns(ConvergenceWarning, match=r"'row 2 \(baseline 1\)'"):
             explain_molecules(model, ["xyz", "", "CC(=O)Nc1ccc(O)cc1"], steps=1, rule="riemann_left",
                               baselines=["zeros", "mean"])
+
+
+@pytest.mark.parametrize("make,charges", [(SimpleWeaveFeaturizer, False), (lambda: PyGFeaturizer(atoms="simple"), False),
+                                          (PyGFeaturizer, True)])
+def test_each_featurizer_notes_what_it_cannot_represent(make, charges):
+    feat = make()
+    charged = feat("C[N+](C)(C)C")
+    # charges: a column where the featurizer has one (and a note for what is beyond +-2)
+    assert charged.notes == (() if charges else (
+        "formal charge (input atom 1) not represented by this featurizer (featurized like the same atom without it)",))
+    iron = feat("CC[Fe+3]").notes
+    assert "element Fe (input atom 2) featurized as element=other" in iron
+    assert ("formal charge beyond +-2 (input atom 2) featurized as the +-2 column" in iron) == charges
+    # the same features with and without what is not represented
+    assert torch.equal(feat("[13CH3]O").atoms, feat("CO").atoms)
+    assert feat("[13CH3]O").notes == (("isotope (input atom 0) not represented by this featurizer "
+                                      "(featurized like the same atom without it)"),)
