@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from sciattr.errors import ConvergenceWarning  # noqa: E402
+from sciattr.errors import ConvergenceWarning
 
 SCHEMES = ("captum-default", "doubling-1%", "nested-1%", "default-5%")
 
@@ -92,7 +92,7 @@ def molecule_workload(name: str, limit: int | None):
 
     model = load_model(name)
     nci = load_nci(limit)
-    graphs, _, errors = featurize_batch(load_featurizer(model), nci.mols)
+    graphs, _, _errors = featurize_batch(load_featurizer(model), nci.mols)
 
     def explain(kw, subset):
         chosen = graphs if subset is None else [graphs[i] for i in subset]
@@ -156,8 +156,8 @@ def main(argv=None) -> None:
         "lstm": lambda: dense_workload("lstm", args.dense),
     }
     print(f"torch {torch.__version__}, {args.threads} thread(s); relative gap = |gap| / max(|delta|, sum|A|)")
-    header = (f"| workload | scheme | evaluations | wall s | gap median / p95 / max | > 1 % | > 5 % | "
-              f"above tolerance, unnamed |")
+    header = ("| workload | scheme | evaluations | wall s | gap median / p95 / max | > 1 % | > 5 % | "
+              "above tolerance, unnamed |")
     print(header)
     print("|" + "---|" * 8)
     for key in args.only.split(","):

@@ -180,8 +180,8 @@ class Attribution:
         if self.multi_target:
             fx, fb, tot, gap = (t[:, 0] for t in (fx, fb, tot, gap))
         lines = [f"{self.method} ({self.rule}, steps={int(self.steps.max())}, target={self.target})",
-                 f"{'example':>7} {'F(x)':>12} {'F(baseline)':>12} {'sum attr':>12} {'gap':>10} {'rel gap':>8} "
-                 f"{'evals':>6} {'met':>4}"]
+                 (f"{'example':>7} {'F(x)':>12} {'F(baseline)':>12} {'sum attr':>12} {'gap':>10} {'rel gap':>8} "
+                 f"{'evals':>6} {'met':>4}")]
         rel = self.relative_gap if not self.multi_target else self.relative_gap[:, 0]
         evals = self.evaluations if self.evaluations is not None else self.steps
         met = self.converged if self.converged is not None else torch.ones(self.n_examples, dtype=torch.bool)

@@ -401,7 +401,7 @@ class _Accumulators:
         p = self.problem
         self.record_alphas.append(alphas)
         self.record_scores.append(None)
-        for name, x in p.named.items():
+        for name in p.named:
             self.record_grads.setdefault(name, []).append(None)
 
     def reset(self, examples: torch.Tensor, classes) -> None:
@@ -941,7 +941,7 @@ def attribute(
         budget = default_memory_budget(problem.device)
     _warn_training(model)
     with _model_as_found(model), _safe_backward(model, problem.device):
-        acc, attrs, steps, evaluations, estimate, code, rel, reasons, level = _integrate(
+        acc, attrs, steps, evaluations, estimate, code, rel, reasons, _level = _integrate(
             problem, s, batch_size, budget, labels)
     T = acc.T
     if reasons:
