@@ -168,16 +168,29 @@ def test_resume_after_kill_9_gives_every_row_once_equal_to_an_uninterrupted_run(
     assert not list(out.rglob(".tmp-*"))
 
 
-def test_sigint_stops_after_the_current_batch_and_says_how_to_resume(library, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_after_the_current_batch_and_says_how_to_resume(library, tmp_path, sig):
     out = tmp_path / "stopped"
     child = _start_child(library, out)
     _wait_for_ranges(child, out, 1)
-    child.send_signal(signal.SIGINT)
+    child.send_signal(sig)
     _, err = child.communicate(timeout=60)
-    assert "SIGINT received; stopping after the current batch" in err and "Run the same command again" in err
+    assert child.returncode == 0 and _ranges(out) < 8, "the child should have stopped early, cleanly"
+    assert f"{sig.name} received; stopping after the current batch" in err and "Run the same command again" in err
     assert "Traceback" not in err
+    before = _ranges(out)
     rest = explain_file(library, model=MODEL, out_dir=out, part_rows=2, **FAST)
-    assert rest.skipped + rest.rows == 16 and list(merge(out)["row"]) == list(range(16))
+    assert rest.skipped == 2 * before and rest.skipped + rest.rows == 16
+    assert list(merge(out)["row"]) == list(range(16))
+
+
+def test_resume_flag_requires_a_run_and_a_fresh_start_refuses_one(library, tmp_path):
+    with pytest.raises(InputError, match="expected a run to resume"):
+        _run(library, tmp_path / "none", resume=True)
+    _run(library, tmp_path / "out")
+    with pytest.raises(InputError, match="expected a fresh output folder"):
+        _run(library, tmp_path / "out", resume=False)
+    assert _run(library, tmp_path / "out", resume=True).skipped == 16
 
 
 def test_shards_cover_the_input_once(library, tmp_path, monkeypatch):
@@ -211,6 +224,15 @@ def test_progress_lines_when_not_a_terminal(library, tmp_path):
     quiet = io.StringIO()
     Progress(10, stream=quiet, enabled=False).update(10)
     assert quiet.getvalue() == ""
+
+
+def test_progress_bar_on_a_terminal_shows_rows_rate_and_errors():
+    stream = io.StringIO()
+    bar = Progress(10, stream=stream, bar=True)
+    bar.update(4, 1)
+    bar.close()
+    text = stream.getvalue()
+    assert "4/10" in text and "rows/s" in text and "errors=1" in text
 
 
 def test_progress_of_a_run_on_stderr(library, tmp_path, capsys):
