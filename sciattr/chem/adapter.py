@@ -239,13 +239,14 @@ class MoleculeAttribution(Attribution):
         return list(range(self.molecules[i].GetNumAtoms()))
 
     def input_bonds(self, i: int) -> list[int]:
-        """Input bond index of every bond of processed molecule ``i`` (-1: a bond to an added hydrogen)."""
+        """Input bond index of every bond of processed molecule ``i`` (bonds to added hydrogens: after the input's)."""
         if i < len(self.source_bonds) and self.source_bonds[i] is not None:
             return [int(v) for v in self.source_bonds[i]]
         return list(range(self.molecules[i].GetNumBonds()))
 
     def n_input_atoms(self, i: int) -> int:
-        """Atoms of the molecule that was passed in (before fragments or hydrogens were left out)."""
+        """Atoms of the molecule that was passed in (before fragments or hydrogens were left out), plus
+        hydrogens added by ``hydrogens="explicit"`` (numbered after them)."""
         mol = self.molecules[i]
         if mol.HasProp("_sciattr_input_atoms"):
             return int(mol.GetIntProp("_sciattr_input_atoms"))

@@ -26,8 +26,9 @@ Public API
 Conventions (decided once, used everywhere)
 -------------------------------------------
 * **Atoms.** Atom row ``i`` is atom ``i`` of ``graph.mol`` (the processed molecule);
-  ``graph.source_atoms[i]`` is its index in the molecule that was passed in (``-1`` for a
-  hydrogen added by ``hydrogens="explicit"``). Everything sciattr shows or writes about an atom
+  ``graph.source_atoms[i]`` is its index in the molecule that was passed in (hydrogens added
+  by ``hydrogens="explicit"`` are numbered after the input's atoms, their bonds after its
+  bonds, and a note says so). Everything sciattr shows or writes about an atom
   uses that input index; when atoms were left out (a fragment, explicit hydrogens) the notes
   say which.
 * **What RDKit says.** RDKit's warnings while a molecule is read or sanitized become notes of
@@ -131,7 +132,7 @@ class MoleculeGraph:
     link_bond:
         ``(n_links,)`` RDKit bond index of each link, ``-1`` for non-bonded pairs.
     source_atoms:
-        ``(n_atoms,)`` index of each atom in the input molecule, ``-1`` for added hydrogens.
+        ``(n_atoms,)`` index of each atom in the input molecule (added hydrogens: after the input's atoms).
     kind:
         ``"pairs"`` (Weave) or ``"edges"`` (PyG).
     notes:
@@ -352,7 +353,7 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
     notes: list[str] = []
     if mol.HasProp(_RDKIT_PROP):
         notes.append(f"RDKit: {mol.GetProp(_RDKIT_PROP)}")
-    n_input = mol.GetNumAtoms()
+    n_input, n_input_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
     for atom in mol.GetAtoms():
         atom.SetIntProp(_SOURCE_PROP, atom.GetIdx())
     for bond in mol.GetBonds():
@@ -375,13 +376,21 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
         raise InputError(f"expected a molecule with at least one heavy atom; got {Chem.MolToSmiles(mol)!r}")
     if mol.GetNumAtoms() > max_atoms:
         raise InputError(f"expected at most {max_atoms} atoms per molecule; got {mol.GetNumAtoms()}")
-    source = [a.GetIntProp(_SOURCE_PROP) if a.HasProp(_SOURCE_PROP) else -1 for a in mol.GetAtoms()]
-    mol.SetIntProp("_sciattr_input_atoms", n_input)
+    added = [a for a in mol.GetAtoms() if not a.HasProp(_SOURCE_PROP)]
+    if added:  # hydrogens added by hydrogens="explicit": numbered after the input's own atoms and bonds
+        for k, atom in enumerate(added):
+            atom.SetIntProp(_SOURCE_PROP, n_input + k)
+        for k, bond in enumerate(b for b in mol.GetBonds() if not b.HasProp(_SOURCE_PROP)):
+            bond.SetIntProp(_SOURCE_PROP, n_input_bonds + k)
+        notes.append(f"hydrogens added as atoms {_ranges(range(n_input, n_input + len(added)))} "
+                     f"(numbered after the input's {n_input} atoms)")
+    source = [a.GetIntProp(_SOURCE_PROP) for a in mol.GetAtoms()]
+    mol.SetIntProp("_sciattr_input_atoms", n_input + len(added))
     return mol, torch.tensor(source, dtype=torch.long), tuple(notes)
 
 
 def source_bonds(mol) -> list[int]:
-    """Input bond index of each bond of a prepared molecule (``-1`` for bonds to added hydrogens)."""
+    """Input bond index of each bond of a prepared molecule (bonds to added hydrogens: after the input's bonds)."""
     return [b.GetIntProp(_SOURCE_PROP) if b.HasProp(_SOURCE_PROP) else -1 for b in mol.GetBonds()]
 
 

@@ -13,6 +13,7 @@ from sciattr.chem.featurize import (
     collate,
     featurize_batch,
     load_sdf,
+    source_bonds,
 )
 from sciattr.errors import InputError
 
@@ -101,7 +102,10 @@ def test_hydrogens_implicit_and_explicit():
     implicit = WeaveFeaturizer()("C[2H]")
     assert implicit.n_atoms == 2  # an isotope hydrogen stays an atom
     explicit = SimpleWeaveFeaturizer(hydrogens="explicit")("CO")
-    assert explicit.n_atoms == 6 and explicit.source_atoms.tolist() == [0, 1, -1, -1, -1, -1]
+    # added hydrogens are numbered after the input's atoms (never -1, which would alias the last atom)
+    assert explicit.n_atoms == 6 and explicit.source_atoms.tolist() == [0, 1, 2, 3, 4, 5]
+    assert explicit.notes == ("hydrogens added as atoms 2-5 (numbered after the input's 2 atoms)",)
+    assert source_bonds(explicit.mol) == [0, 1, 2, 3, 4]
     hcol = SimpleWeaveFeaturizer().atom_feature_names.index("element=H")
     assert explicit.atoms[:, hcol].sum() == 4
 

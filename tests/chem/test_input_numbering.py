@@ -181,3 +181,21 @@ def test_each_featurizer_notes_what_it_cannot_represent(make, charges):
     assert torch.equal(feat("[13CH3]O").atoms, feat("CO").atoms)
     assert feat("[13CH3]O").notes == (("isotope (input atom 0) not represented by this featurizer "
                                       "(featurized like the same atom without it)"),)
+
+
+def test_added_hydrogens_get_their_own_numbers_in_every_view():
+    feat = SimpleWeaveFeaturizer(hydrogens="explicit")
+    model = LinearWeave()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        res = explain_molecules(model, ["[Na+].OC"], featurizer=feat, steps=2)
+    assert [(a["index"], a["symbol"]) for a in res.to_atoms(0)] == [(1, "O"), (2, "C")] + [(k, "H") for k in range(3, 7)]
+    pairs = res.pair_list(0)
+    # 6 atoms: 15 pairs less the 3 between the hydroxyl H and the methyl Hs (distance 3): all distinct
+    assert len(pairs) == len({(p["begin"], p["end"]) for p in pairs}) == 12
+    matrix = res.to_pairs(0)
+    assert matrix.shape == (7, 7) and float(matrix.diagonal().abs().sum()) == 0 and float(matrix[0].abs().sum()) == 0
+    assert float(matrix.triu().sum()) == pytest.approx(float(res.link_values(0).sum()), rel=1e-12)
+    bonds = res.to_bonds(0)
+    assert sorted(b["bond"] for b in bonds) == [0, 1, 2, 3, 4] and bonds[0] == {**bonds[0], "begin": 1, "end": 2}
+    assert "hydrogens added as atoms 3-6" in "; ".join(res.notes[0])
