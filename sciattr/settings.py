@@ -167,7 +167,7 @@ class Settings:
 
     def describe(self) -> dict:
         """A JSON-friendly description (used in result metadata and run manifests)."""
-        out = {}
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value is None or isinstance(value, (bool, int, float, str)):

@@ -75,7 +75,8 @@ def result_classes() -> dict[str, type]:
     """Every result class known now: ``"module:QualName"`` -> class (Attribution and its subclasses)."""
     from sciattr.result import Attribution
 
-    out, todo = {}, [Attribution]
+    out: dict[str, type] = {}
+    todo: list[type] = [Attribution]
     while todo:
         cls = todo.pop()
         key = f"{cls.__module__}:{cls.__qualname__}"
@@ -238,7 +239,8 @@ def _mol_from_json(data, where: str, path: Path):
 
 class _Decoder:
     def __init__(self, tensors: dict[str, torch.Tensor], path: Path):
-        self.tensors, self.path, self.used = tensors, path, set()
+        self.tensors, self.path = tensors, path
+        self.used: set[str] = set()
 
     def fail(self, where: str, expected: str, got) -> ResultFileError:
         return ResultFileError(f"{self.path}: corrupt result file: expected {expected} at {where}; "

@@ -34,7 +34,7 @@ class RowIndex:
             self.counts = torch.bincount(segments, minlength=n_examples)
         self.starts = torch.cumsum(self.counts, 0) - self.counts
         self.segments = segments
-        self._rank = None
+        self._rank: torch.Tensor | None = None
 
     @property
     def rank(self) -> torch.Tensor:
@@ -136,6 +136,7 @@ def parse_memory(budget) -> int | None:
         return None
     if isinstance(budget, bool):
         raise InputError(f"memory_budget must be bytes or a string like '2GiB'; got {budget!r}")
+    value: int | None
     if isinstance(budget, (int, float)):
         value = int(budget)
     elif isinstance(budget, str):
@@ -152,12 +153,12 @@ def parse_memory(budget) -> int | None:
             try:
                 value = int(float(text))
             except ValueError:
-                value = None
+                value = None  # refused below
         if value is None:
             raise InputError(f"memory_budget must be bytes or a string like '2GiB'; got {budget!r}")
     else:
         raise InputError(f"memory_budget must be bytes or a string like '2GiB'; got {describe(budget)}")
-    if value <= 0:
+    if value is None or value <= 0:
         raise InputError(f"memory_budget must be positive; got {budget!r}")
     return value
 

@@ -378,16 +378,16 @@ class _Accumulators:
 
     def __init__(self, problem: _Problem, n_classes: int, store_path: bool):
         self.problem, self.C, self.store_path = problem, n_classes, store_path
-        self.T: int | None = None
+        self.T = 0  # scores per example; 0 until the first pass
         self.sums: dict[str, torch.Tensor] = {}
-        self.f0 = self.f1 = None
+        self.f0 = self.f1 = torch.empty(0)
         self.record_alphas: list[torch.Tensor] = []
-        self.record_scores: list[torch.Tensor] = []
-        self.record_grads: dict[str, list[torch.Tensor]] = {}
+        self.record_scores: list[torch.Tensor | None] = []
+        self.record_grads: dict[str, list[torch.Tensor | None]] = {}
 
     def start(self, T: int, dtype) -> None:
         p = self.problem
-        if self.T is None:
+        if self.T == 0:
             self.T = T
             self.f0 = torch.full((p.n, T), torch.nan, dtype=dtype, device=p.device)
             self.f1 = torch.full((p.n, T), torch.nan, dtype=dtype, device=p.device)
@@ -459,10 +459,11 @@ def _evaluate(problem: _Problem, grid: _Grid, acc: _Accumulators, with_grad: boo
             store[ex[at]] = det[at]
     if acc.store_path and grid.record is not None:
         block = acc.record_scores
-        if block[-1] is None:
-            k = acc.record_alphas[-1].shape[0]
-            block[-1] = torch.zeros((problem.n, k, T), dtype=det.dtype, device=problem.device)
-        block[-1][ex, grid.record] = det
+        recorded = block[-1]
+        if recorded is None:
+            recorded = block[-1] = torch.zeros((problem.n, acc.record_alphas[-1].shape[0], T), dtype=det.dtype,
+                                               device=problem.device)
+        recorded[ex, grid.record] = det
     if not with_grad:
         return None
     if not scores.requires_grad:
@@ -513,8 +514,10 @@ def _evaluate(problem: _Problem, grid: _Grid, acc: _Accumulators, with_grad: boo
                 if block[-1] is None:
                     k = acc.record_alphas[-1].shape[0]
                     block[-1] = torch.zeros((acc.T, k) + tuple(x.shape), dtype=x.dtype, device=problem.device)
-                block[-1][t].index_put_((grid.record.index_select(0, rep), rows_of[name]), g.detach())
-    return meter.bytes if measure else None
+                recorded = block[-1]
+                if recorded is not None:
+                    recorded[t].index_put_((grid.record.index_select(0, rep), rows_of[name]), g.detach())
+    return meter.bytes if measure and meter is not None else None
 
 
 def _poisoned_by_other_outputs(output, bad_rep, ex, alpha, labels) -> None:
@@ -662,8 +665,8 @@ class _Integral:
             return raw * (self.p.named[name] - self.p.baselines[name])
         return raw
 
-    def attributions(self, steps: torch.Tensor, coarse: bool = False) -> dict[str, torch.Tensor] | None:
-        """Attributions at each example's current level (``steps`` intervals); ``coarse``: at half of it."""
+    def attributions(self, steps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Attributions at each example's current level (``steps`` intervals)."""
         out = {}
         for name, s in self.acc.sums.items():
             x = self.p.named[name]
@@ -671,14 +674,22 @@ class _Integral:
                 c0, c1 = self.level.ends
                 k = steps.to(device=x.device, dtype=x.dtype)
                 ends = c0 * s[:, END0] + c1 * s[:, END1]
-                if coarse:
-                    raw = (s[:, OLD] + ends) * self._per_row(2.0 / k, name, x.dim() - 1)
-                else:
-                    raw = (s[:, OLD] + s[:, NEW] + ends) * self._per_row(1.0 / k, name, x.dim() - 1)
+                raw = (s[:, OLD] + s[:, NEW] + ends) * self._per_row(1.0 / k, name, x.dim() - 1)
             else:
-                if coarse:
-                    return None
                 raw = s[:, WEIGHTED]
+            out[name] = self._finish(name, raw)
+        return out
+
+    def coarse_attributions(self, steps: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """Nested rules: the attributions of the level below (half the intervals), free of extra passes."""
+        if not self.level.nested:
+            return None
+        out = {}
+        for name, s in self.acc.sums.items():
+            x = self.p.named[name]
+            c0, c1 = self.level.ends
+            k = steps.to(device=x.device, dtype=x.dtype)
+            raw = (s[:, OLD] + c0 * s[:, END0] + c1 * s[:, END1]) * self._per_row(2.0 / k, name, x.dim() - 1)
             out[name] = self._finish(name, raw)
         return out
 
@@ -739,7 +750,7 @@ def _integrate(problem: _Problem, s: Settings, batch_size, budget, labels):
     evaluations = torch.full((n,), alphas.shape[0], dtype=torch.long, device=dev)
     estimate = torch.full((n,), torch.nan, dtype=acc.f0.dtype, device=dev)
     attrs = integral.attributions(steps)
-    coarse = integral.attributions(steps, coarse=True)
+    coarse = integral.coarse_attributions(steps)
     if coarse is not None and k % 2 == 0:
         estimate = integral.difference(attrs, coarse)
     tol = s.check_tolerance
@@ -755,7 +766,7 @@ def _integrate(problem: _Problem, s: Settings, batch_size, budget, labels):
             if todo.numel() == 0 or 2 * k > s.max_steps:
                 break
             redo = everyone if s.store_path else todo
-            previous = {name: a.clone() for name, a in attrs.items()} if not level.nested else None
+            previous = {name: a.clone() for name, a in attrs.items()}
             if level.nested:
                 acc.promote(redo)
             else:
@@ -771,7 +782,8 @@ def _integrate(problem: _Problem, s: Settings, batch_size, budget, labels):
             evaluations[redo] += alphas.shape[0]
             attrs = integral.attributions(steps)
             if level.nested:
-                est_all = integral.difference(attrs, integral.attributions(steps, coarse=True))
+                coarse = integral.coarse_attributions(steps)
+                est_all = integral.difference(attrs, coarse if coarse is not None else previous)
             else:
                 est_all = integral.difference(attrs, previous)
             estimate[redo] = est_all[redo]
@@ -845,7 +857,7 @@ def _average_over_baselines(res: Attribution, K: int, n: int, inputs) -> Attribu
         return t.reshape((n, K) + tuple(t.shape[1:]))
 
     conv = grouped(res.converged).all(1)
-    crit = [res.criterion[i * K:(i + 1) * K] for i in range(n)]
+    crit = [(res.criterion or [])[i * K:(i + 1) * K] for i in range(n)]
     criterion = [c[0] if len(set(c)) == 1 else ("" if "" in c else "scale") for c in crit]
     return dataclasses.replace(
         res,

@@ -48,13 +48,13 @@ class TargetSelector:
 
     kind: str
     n_targets: int
-    multi: bool
+    multi: bool | None
     units: torch.Tensor | None = None  # (n_examples, T) long, for index targets
     fn: Callable | None = None
     description: str = ""
 
     def __call__(self, output, example_ids: torch.Tensor) -> torch.Tensor:
-        if self.kind == "callable":
+        if self.kind == "callable" and self.fn is not None:
             scores = self.fn(output)
             if not isinstance(scores, torch.Tensor):
                 raise ModelOutputError(f"target callable must return a tensor; got {describe(scores)}")
@@ -83,6 +83,8 @@ class TargetSelector:
         flat = out.reshape(rows, -1)
         if self.kind == "all":
             return flat
+        if self.units is None:
+            raise TargetError(f"target of kind {self.kind!r} has no output indices")
         units = self.units.to(out.device)[example_ids]  # (rows, T)
         n_units = flat.shape[1]
         if int(units.max()) >= n_units or int(units.min()) < 0:

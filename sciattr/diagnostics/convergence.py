@@ -191,6 +191,8 @@ def completeness_convergence(
             row.append(res.completeness_gap.abs().reshape(-1))
             first = res if first is None else first
         gaps.append(torch.stack(row))
+    if first is None:
+        raise InputError("expected at least one rule and one step count")
     scale = float(torch.maximum(first.forward_x.abs(), first.forward_baseline.abs()).max().clamp_min(1.0))
     floor = 1e3 * torch.finfo(first.forward_x.dtype).eps * scale
     return ConvergenceTable(

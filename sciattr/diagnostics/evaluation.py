@@ -221,10 +221,12 @@ class CopyEvaluator:
 
     def scores(self, n_copies: int, make_rows: MakeRows, *, batch_size: int | None = None) -> torch.Tensor:
         """``(n, n_copies)`` scores of every copy of every example."""
-        out = None
+        out: torch.Tensor | None = None
         for reps, copy, output in self.forwards(n_copies, make_rows, batch_size=batch_size):
             s = self.select(output, reps)
             if out is None:
                 out = torch.empty(self.n, n_copies, dtype=s.dtype, device=self.device)
             out[reps.example, copy] = s
+        if out is None:
+            raise InputError("expected at least one copy to score; got none")
         return out

@@ -263,6 +263,7 @@ def compare_ablation(
                        forward_kwargs=forward_kwargs)
     curves = {}
     for method in methods:
+        source: Attribution | str
         if method == RANDOM:
             source = RANDOM
         else:

@@ -154,8 +154,8 @@ def curve_from_attribution(result: Attribution) -> SaturationCurve:
     missing = set(result.names) - set(path.gradients)
     if missing:
         raise InputError(f"expected recorded gradients for every input; missing {sorted(missing)}")
-    total = sum(_per_example(g, result, name) for name, g in path.gradients.items())
-    squares = sum(_per_example(g * g, result, name) for name, g in path.gradients.items())
+    total = torch.stack([_per_example(g, result, name) for name, g in path.gradients.items()]).sum(0)
+    squares = torch.stack([_per_example(g * g, result, name) for name, g in path.gradients.items()]).sum(0)
     return SaturationCurve(
         alphas=path.alphas, scores=path.scores, gradient_sum=total, gradient_norm=torch.sqrt(squares)
     )
