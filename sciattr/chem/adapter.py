@@ -74,6 +74,7 @@ from sciattr.chem.featurize import (
     WeaveFeaturizer,
     as_items,
     featurize_batch,
+    featurizer_from_spec,
     source_bonds,
 )
 from sciattr.chem.weave import WeaveModel
@@ -432,9 +433,7 @@ def _card(model) -> dict | None:
 def _default_featurizer(model):
     card = _card(model)
     if card is not None and isinstance(card.get("featurizer"), dict):
-        from sciattr.zoo import make_featurizer
-
-        return make_featurizer(card["featurizer"])
+        return featurizer_from_spec(card["featurizer"])
     if isinstance(model, WeaveModel):
         for feat in (SimpleWeaveFeaturizer(), WeaveFeaturizer()):
             if (feat.n_atom_features, feat.n_pair_features) == (model.n_atom_features, model.n_pair_features):

@@ -90,6 +90,7 @@ __all__ = [
     "WeaveFeaturizer",
     "collate",
     "featurize_batch",
+    "featurizer_from_spec",
     "load_sdf",
     "prepare_molecule",
     "rdkit_messages",
@@ -844,3 +845,15 @@ def _input_text(item) -> str:
         except (RuntimeError, ValueError):  # an unsanitizable Mol still needs a label
             return "<RDKit Mol>"
     return describe(item)
+
+
+def featurizer_from_spec(spec: dict):
+    """The featurizer a model card describes, e.g. ``{"class": "SimpleWeaveFeaturizer", "max_distance": 2}``."""
+    if not isinstance(spec, dict) or "class" not in spec:
+        raise InputError(f"expected a featurizer spec with a 'class' key; got {describe(spec)}")
+    options = {k: v for k, v in spec.items() if k != "class"}
+    classes = {"SimpleWeaveFeaturizer": SimpleWeaveFeaturizer, "WeaveFeaturizer": WeaveFeaturizer,
+               "PyGFeaturizer": PyGFeaturizer}
+    if spec["class"] not in classes:
+        raise InputError(f"expected a featurizer class among {sorted(classes)}; got {spec['class']!r}")
+    return classes[spec["class"]](**options)

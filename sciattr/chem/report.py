@@ -4,8 +4,8 @@
 inline SVG, the prediction, the baseline score, the accounting of the attribution over atoms,
 bonds and non-bonded pairs, the completeness gap, and per-atom and per-bond tables.
 
-:func:`run_molecule_cli` and :func:`run_batch_cli` are what ``sciattr molecule`` calls: a shipped
-model (see :mod:`sciattr.zoo`) or a saved card/weights path, one SMILES or a CSV/SDF/SMILES file.
+:func:`run_molecule_cli` and :func:`run_batch_cli` explain one SMILES or a CSV/SDF/SMILES file with
+a model that carries its card (``sciattr.zoo.load_model``: chemistry never loads the zoo itself).
 Rows that cannot be processed are written to the output table with their error, never dropped.
 """
 
@@ -162,11 +162,17 @@ def molecule_report(result, path: str | os.PathLike, *, index: int = 0, target=N
 
 
 # ---------------------------------------------------------------------------------------- command line
-def _load(model: str | os.PathLike):
-    from sciattr.zoo import load_featurizer, load_model
+def _load(model):
+    """``(model, featurizer, name)`` of a model that carries its card (``sciattr.zoo.load_model``)."""
+    import torch
 
-    loaded = load_model(model)
-    return loaded, load_featurizer(loaded), loaded.card.get("name", str(model))
+    card = getattr(model, "card", None)
+    if not isinstance(model, torch.nn.Module) or not isinstance(card, dict) or "featurizer" not in card:
+        raise InputError(f"expected a model with its card (e.g. sciattr.zoo.load_model(name)); got "
+                         f"{describe(model)}")
+    from sciattr.chem.featurize import featurizer_from_spec
+
+    return model, featurizer_from_spec(card["featurizer"]), str(card.get("name", "model"))
 
 
 #: Options of the command line beyond the API defaults: none -- the command line and the API
@@ -180,9 +186,10 @@ def _target_of(result, target):
 
 
 @renamed_keywords
-def run_molecule_cli(smiles: str, model: str | os.PathLike, target, out: str | os.PathLike, *, settings=None,
+def run_molecule_cli(smiles: str, model, target, out: str | os.PathLike, *, settings=None,
                      **options) -> list[Path]:
-    """Explain one SMILES with a shipped (or saved) model; write ``out`` (HTML) and a PNG beside it.
+    """Explain one SMILES with a model that carries its card (``sciattr.zoo.load_model(name)``); write
+    ``out`` (HTML) and a PNG beside it.
 
     ``settings``/``options`` as in :func:`~sciattr.chem.explain_molecules`. Returns the paths
     written. A SMILES that cannot be featurized raises :class:`~sciattr.errors.InputError` with
@@ -287,7 +294,7 @@ def _top_atoms(result, index: int, target, k: int = 3) -> str:
 
 
 @renamed_keywords
-def run_batch_cli(input_path: str | os.PathLike, model: str | os.PathLike, target,
+def run_batch_cli(input_path: str | os.PathLike, model, target,
                   out_dir: str | os.PathLike, *, settings=None, **options) -> list[Path]:
     """Explain every molecule of a CSV/SDF/SMILES file in one batched call.
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from sciattr.errors import InputError, describe, require
+from sciattr.errors import InputError, require
 
 __all__ = [
     "ZOO_DIR",
@@ -68,33 +68,19 @@ def model_card(name_or_path: str | os.PathLike) -> dict:
 
 
 def build_model(architecture: str, config: dict) -> torch.nn.Module:
-    """An untrained model of ``architecture`` (``"W1N2"``, ``"W2N2"`` or ``"GINENetwork"``)."""
-    if architecture in ("W1N2", "W2N2"):
-        from sciattr.chem.weave import W1N2, W2N2
+    """An untrained model of ``architecture`` (``"W1N2"``, ``"W2N2"`` or ``"GINENetwork"``;
+    :func:`sciattr.chem.architectures.build_model`)."""
+    from sciattr.chem.architectures import build_model as build
 
-        factory = W1N2 if architecture == "W1N2" else W2N2
-        options = dict(config)
-        return factory(options.pop("n_atom_features"), options.pop("n_pair_features"), options.pop("n_tasks"),
-                       **options)
-    if architecture == "GINENetwork":
-        from sciattr.chem.gnn import GINENetwork
-
-        return GINENetwork(**config)
-    raise InputError(f"expected architecture 'W1N2', 'W2N2' or 'GINENetwork'; got {architecture!r}")
+    return build(architecture, config)
 
 
 def make_featurizer(spec: dict):
-    """The featurizer a card describes, e.g. ``{"class": "SimpleWeaveFeaturizer", "max_distance": 2}``."""
-    from sciattr.chem import featurize
+    """The featurizer a card describes, e.g. ``{"class": "SimpleWeaveFeaturizer", "max_distance": 2}``
+    (:func:`sciattr.chem.featurize.featurizer_from_spec`)."""
+    from sciattr.chem.featurize import featurizer_from_spec
 
-    if not isinstance(spec, dict) or "class" not in spec:
-        raise InputError(f"expected a featurizer spec with a 'class' key; got {describe(spec)}")
-    options = {k: v for k, v in spec.items() if k != "class"}
-    classes = {"SimpleWeaveFeaturizer": featurize.SimpleWeaveFeaturizer, "WeaveFeaturizer": featurize.WeaveFeaturizer,
-               "PyGFeaturizer": featurize.PyGFeaturizer}
-    if spec["class"] not in classes:
-        raise InputError(f"expected a featurizer class among {sorted(classes)}; got {spec['class']!r}")
-    return classes[spec["class"]](**options)
+    return featurizer_from_spec(spec)
 
 
 def load_model(name_or_path: str | os.PathLike) -> torch.nn.Module:

@@ -17,6 +17,7 @@ from sciattr.chem.report import (
     run_molecule_cli,
 )
 from sciattr.errors import InputError
+from sciattr.zoo import load_model
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +43,21 @@ def test_report_is_self_contained_and_states_the_numbers(result, tmp_path):
 
 
 def test_single_molecule_cli_writes_html_and_png(tmp_path):
-    paths = run_molecule_cli("CC(=O)Oc1ccccc1C(=O)O", "w2n2-benzene", None, tmp_path / "aspirin.html")
+    model = load_model("w2n2-benzene")
+    paths = run_molecule_cli("CC(=O)Oc1ccccc1C(=O)O", model, None, tmp_path / "aspirin.html")
     assert [p.name for p in paths] == ["aspirin.html", "aspirin.png"]
     assert "w2n2-benzene" in paths[0].read_text()
     assert paths[1].read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(InputError, match="valid SMILES"):
-        run_molecule_cli("C1CC", "w2n2-benzene", None, tmp_path / "bad.html")
-    with pytest.raises(InputError, match="shipped model"):
-        run_molecule_cli("CCO", "no-such-model", None, tmp_path / "bad.html")
+        run_molecule_cli("C1CC", model, None, tmp_path / "bad.html")
+    with pytest.raises(InputError, match=r"expected a model with its card \(e.g. sciattr.zoo.load_model\(name\)\); got str"):
+        run_molecule_cli("CCO", "w2n2-benzene", None, tmp_path / "bad.html")
 
 
 def test_batch_cli_keeps_every_row_in_order(tmp_path):
     source = tmp_path / "input.csv"
     source.write_text("name,SMILES\nphenol,c1ccccc1O\nbroken,not_a_smiles\nsalt,CCN(CC)CCOc1ccccc1.Cl\nempty,\n")
-    paths = run_batch_cli(source, "gcn-benzene", None, tmp_path / "out")
+    paths = run_batch_cli(source, load_model("gcn-benzene"), None, tmp_path / "out")
     with (tmp_path / "out" / "molecules.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(BATCH_COLUMNS)
@@ -76,7 +78,7 @@ def test_batch_cli_reads_sdf_with_an_unreadable_record(tmp_path):
     sdf = tmp_path / "input.sdf"
     sdf.write_text(good + "$$$$\nbroken\n  garbage\n\n  1  0  0  0  0  0            999 V2000\nM  END\n$$$$\n" + good
                    + "$$$$\n")
-    run_batch_cli(sdf, "w1n2-benzene", None, tmp_path / "out")
+    run_batch_cli(sdf, load_model("w1n2-benzene"), None, tmp_path / "out")
     with (tmp_path / "out" / "molecules.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [r["status"] for r in rows] == ["ok", "error", "ok"]

@@ -43,3 +43,20 @@ def test_wrongly_shaped_weights_are_named(tmp_path):
 
     with pytest.raises(InputError, match=r"wrong shapes \['.+ \(.+\) \(expected \(.+\)\)'\]"):
         zoo.load_model(_copy(tmp_path, shrink))
+
+
+def test_cards_are_read_by_chemistry_without_the_zoo():
+    from sciattr.chem.architectures import build_model
+    from sciattr.chem.featurize import SimpleWeaveFeaturizer, featurizer_from_spec
+
+    card = zoo.model_card("w2n2-benzene")
+    feat = featurizer_from_spec(card["featurizer"])
+    assert isinstance(feat, SimpleWeaveFeaturizer) and feat.n_atom_features == card["config"]["n_atom_features"]
+    model = build_model(card["architecture"], card["config"])
+    assert sorted(model.state_dict()) == sorted(zoo.load_model("w2n2-benzene").state_dict())
+    with pytest.raises(InputError, match=r"expected architecture among \['W1N2', 'W2N2', 'GINENetwork'\]; got 'MLP'"):
+        build_model("MLP", {})
+    with pytest.raises(InputError, match=r"expected 'n_tasks' in the W2N2 configuration"):
+        build_model("W2N2", {"n_atom_features": 3, "n_pair_features": 2})
+    with pytest.raises(InputError, match=r"expected a featurizer class among"):
+        featurizer_from_spec({"class": "Morgan"})
