@@ -125,7 +125,7 @@ def account(result: MoleculeAttribution, molecules: int | Sequence[int] | None =
     """Split ``F(x) - F(x')`` of one molecule (an index) or many (indices; default all)."""
     result = _check(result)
     ids = _molecule_ids(result, molecules)
-    totals = defaultdict(float)
+    totals: defaultdict[str, float] = defaultdict(float)
     by_element: dict = defaultdict(float)
     by_bond: dict = defaultdict(float)
     for i in ids:

@@ -60,9 +60,11 @@ import contextlib
 import dataclasses
 import numbers
 import sys
+import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
@@ -186,7 +188,7 @@ class MoleculeAttribution(Attribution):
             return values
         n_tasks = values.shape[-1]
         if target is None or isinstance(target, bool) or not isinstance(target, numbers.Integral) \
-                or not 0 <= target < n_tasks:
+                or not 0 <= int(target) < n_tasks:
             names = f" or a name among {list(self.target_names)}" if self.target_names else ""
             raise InputError(f"expected target to be an integer in [0, {n_tasks - 1}]{names} for a result with "
                              f"{n_tasks} attributed targets; got {target!r}")
@@ -226,11 +228,18 @@ class MoleculeAttribution(Attribution):
 
     def link_atoms(self, i: int) -> torch.Tensor:
         """``(2, n_links)`` atom indices (within processed molecule ``i``) of its link rows."""
-        return self.link_index[:, self._mask(self.link_name, i).to(self.link_index.device)]
+        index = self._link_table()[0]
+        return index[:, self._mask(self.link_name, i).to(index.device)]
 
     def link_bonds(self, i: int) -> torch.Tensor:
         """``(n_links,)`` RDKit bond index (processed molecule) of the link rows of molecule ``i`` (-1: no bond)."""
-        return self.link_bond[self._mask(self.link_name, i).to(self.link_bond.device)]
+        bond = self._link_table()[1]
+        return bond[self._mask(self.link_name, i).to(bond.device)]
+
+    def _link_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.link_index is None or self.link_bond is None:
+            raise InputError("expected a molecule result with its link table (link_index, link_bond); got none")
+        return self.link_index, self.link_bond
 
     def input_atoms(self, i: int) -> list[int]:
         """Input atom index of every atom of processed molecule ``i``."""
@@ -372,8 +381,9 @@ class MoleculeAttribution(Attribution):
 
     # ------------------------------------------------------------------ storage
     def to(self, device) -> MoleculeAttribution:
-        moved = super().to(device)
-        return dataclasses.replace(moved, link_index=self.link_index.to(device), link_bond=self.link_bond.to(device))
+        moved = cast(MoleculeAttribution, super().to(device))
+        index, bond = self._link_table()
+        return dataclasses.replace(moved, link_index=index.to(device), link_bond=bond.to(device))
 
 
 # ---------------------------------------------------------------------------------------- forwards
@@ -396,6 +406,8 @@ class _RaggedGraphModel:
             link_features = links[self.link_name]
         else:
             cols, rep = replicas.replicate(self.link_table)
+            if self.fixed_links is None:
+                raise InputError(f"expected the {self.link_name!r} input or fixed link features; got neither")
             link_features = self.fixed_links.index_select(0, cols)
         index = replicas.remap(ATOMS, self.link_index.index_select(1, cols), rep)
         batch = replicas.row_replica[ATOMS]
@@ -451,8 +463,8 @@ def decision_threshold(model) -> float | None:
         return None
     if isinstance(card.get("decision_threshold"), (int, float)):
         return float(card["decision_threshold"])
-    task = card.get("task") if isinstance(card.get("task"), dict) else {}
-    kind = str(task.get("kind", "")).lower()
+    task = card.get("task")
+    kind = str(task.get("kind", "")).lower() if isinstance(task, dict) else ""
     if "classification" not in kind:
         return None
     return 0.0 if "logit" in kind else 0.5 if "probabilit" in kind else None
@@ -848,7 +860,7 @@ def _with_fixed_links(res: Attribution, link_name: str, data: _Union) -> Attribu
         attributions={**res.attributions, link_name: atoms.new_zeros(shape)},
         inputs={**res.inputs, link_name: data.links},
         baselines={**res.baselines, link_name: data.links},
-        segments={**res.segments, link_name: data.link_segments},
+        segments={**(res.segments or {}), link_name: data.link_segments},
         meta=dict(res.meta),
     )
 
@@ -900,7 +912,7 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
         dummy = ragged.scores(model, featurizer.dummy_atoms(ragged.data.atoms),
                               featurizer.dummy_links(ragged.data.links))
         fz, fd = _pick(zeros, target, result), _pick(dummy, target, result)
-        if fz is not None:
+        if fz is not None and fd is not None:
             for i in range(result.n_examples):
                 gap, reach = float((fd[i] - fz[i]).abs().max()), float((fx[i].reshape(-1) - fz[i]).abs().max())
                 if gap <= DUMMY_LIKE_ZEROS * max(reach, 1e-12):
@@ -920,7 +932,8 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
 
 def _caller_level() -> int:
     """``stacklevel`` of the first frame outside sciattr, seen from the function that warns."""
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and str(frame.f_globals.get("__name__", "")).startswith("sciattr."):
         frame, level = frame.f_back, level + 1
     return level

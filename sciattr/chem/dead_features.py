@@ -196,6 +196,8 @@ def _first_difference(colours: list[list[int]]) -> torch.Tensor:
 def _examine(result: MoleculeAttribution, i: int, max_radius: int, rtol: float, target, report) -> None:
     # the atom-feature view: what the model's atom representations resolve (pairs differ anyway)
     values = result.atom_feature_values(i, target).detach().double().cpu()
+    if result.segments is None:
+        raise InputError("expected a molecule result with segments (the molecule of every atom row); got none")
     rows = result.inputs[ATOMS][result.segments[ATOMS] == i].cpu()
     mol = result.molecules[i]
     first = _first_difference(wl_colours(mol, [tuple(row.tolist()) for row in rows], max_radius))

@@ -81,7 +81,7 @@ def signed_colour(value: float, scale: float) -> tuple[float, float, float]:
         return WHITE
     t = min(abs(value) / scale, 1.0)
     end = POSITIVE if value > 0 else NEGATIVE
-    return tuple(1.0 + t * (c - 1.0) for c in end)
+    return (1.0 + t * (end[0] - 1.0), 1.0 + t * (end[1] - 1.0), 1.0 + t * (end[2] - 1.0))
 
 
 def _highlights(values: np.ndarray, scale: float, threshold: float) -> dict[int, tuple[float, float, float]]:

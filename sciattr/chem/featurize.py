@@ -68,7 +68,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -110,7 +110,7 @@ _BOND_TYPES = ("SINGLE", "DOUBLE", "TRIPLE", "AROMATIC")
 _HYBRIDIZATIONS = ("S", "SP", "SP2", "SP3", "SP3D", "SP3D2")
 _SOURCE_PROP = "_sciattr_source_atom"
 
-MoleculeInput = Union[str, "Chem.Mol"]
+MoleculeInput = Any  # a SMILES string or an RDKit Mol
 
 
 # ---------------------------------------------------------------------------------------- containers
@@ -322,17 +322,15 @@ def _largest_fragment(mol, mode: str, notes: list[str]):
 
 def _ranges(indices: Sequence[int]) -> str:
     """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    out, start, prev = [], None, None
+    out: list[str] = []
+    runs: list[list[int]] = []
     for k in indices:
-        if start is None:
-            start = prev = k
-        elif k == prev + 1:
-            prev = k
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
         else:
-            out.append(f"{start}-{prev}" if prev > start else str(start))
-            start = prev = k
-    if start is not None:
-        out.append(f"{start}-{prev}" if prev > start else str(start))
+            runs.append([k, k])
+    for start, end in runs:
+        out.append(f"{start}-{end}" if end > start else str(start))
     return ", ".join(out)
 
 
@@ -519,7 +517,7 @@ def _full_atom_features(mol) -> np.ndarray:
     n = mol.GetNumAtoms()
     ring_info = mol.GetRingInfo()
     blocks = [_simple_atom_features(mol)]
-    columns = {"degree": [], "valence": [], "charge": [], "hyb": [], "hyd": []}
+    columns: dict[str, list[int]] = {"degree": [], "valence": [], "charge": [], "hyb": [], "hyd": []}
     flags = np.zeros((n, 2), dtype=np.float32)  # aromatic, in_ring
     ring = np.zeros((n, 6), dtype=np.float32)
     for atom in mol.GetAtoms():
@@ -618,7 +616,7 @@ class _Featurizer:
         return len(self.link_feature_names)
 
     #: What the atom features encode beyond the element (see :func:`unrepresented`).
-    represents = frozenset()
+    represents: ClassVar[frozenset[str]] = frozenset()
 
     def __call__(self, item: MoleculeInput) -> MoleculeGraph:
         mol, source, notes = prepare_molecule(item, hydrogens=self.hydrogens, fragments=self.fragments,

@@ -119,7 +119,7 @@ def functional_group_units(mol, groups: dict[str, str] | None = None) -> list[tu
     """``(group name, atom indices)`` of every match of every functional group in ``mol``."""
     chem = _chem()
     mol = _ready(mol)
-    units = []
+    units: list[tuple[str, tuple[int, ...]]] = []
     for name, smarts in (FUNCTIONAL_GROUPS if groups is None else groups).items():
         pattern = chem.MolFromSmarts(smarts)
         if pattern is None:

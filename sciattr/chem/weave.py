@@ -101,7 +101,10 @@ class GaussianHistogram(nn.Module):
         self.register_buffer("variances", torch.tensor(variances), persistent=False)
 
     def forward(self, atoms: torch.Tensor, atom_batch: torch.Tensor, n_molecules: int) -> torch.Tensor:
-        mu, var = self.means.to(atoms.dtype), self.variances.to(atoms.dtype)
+        means, variances = self.means, self.variances
+        if not isinstance(means, torch.Tensor) or not isinstance(variances, torch.Tensor):
+            raise TypeError("GaussianHistogram buffers must be tensors")
+        mu, var = means.to(atoms.dtype), variances.to(atoms.dtype)
         logits = -((atoms[..., None] - mu) ** 2) / (2 * var)
         member = torch.softmax(logits - 0.5 * torch.log(var), dim=-1)  # normalized Gaussian densities
         flat = member.reshape(atoms.shape[0], -1)

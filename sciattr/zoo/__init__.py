@@ -108,6 +108,9 @@ def load_featurizer(name_or_path: str | os.PathLike | torch.nn.Module):
     """The featurizer a shipped model was trained with (by name, path, or a loaded model)."""
     card = getattr(name_or_path, "card", None)
     if card is None:
+        if isinstance(name_or_path, torch.nn.Module):
+            raise InputError(f"expected a model name, a card path or a model with its card; got a "
+                             f"{type(name_or_path).__name__} without a card")
         card = model_card(name_or_path)
     return make_featurizer(card["featurizer"])
 
