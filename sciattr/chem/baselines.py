@@ -85,7 +85,7 @@ class ReferenceBaselines:
             raise InputError(f"expected k to be a positive integer; got {describe(self.k)}")
 
     def _pool(self, featurizer, dtype, device):
-        key = (id(featurizer), dtype, str(device))
+        key = (type(featurizer).__name__, repr(featurizer), dtype, str(device))  # the configuration, not id()
         if key not in self._cache:
             if featurizer is None:
                 raise InputError("expected featurizer= to featurize the reference molecules")
