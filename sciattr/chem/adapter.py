@@ -810,6 +810,7 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     n = len(graphs)
     rows = list(range(n)) if extra.get("rows") is None else list(extra["rows"])
     names = [f"row {r}" for r in rows]
+    _check_widths(model, graphs[0], featurizer)
     names_t = task_names(_card(model))
     target = target_index(target, names_t)
     spec = s.baselines
@@ -845,6 +846,30 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     )
     _check_baselines(result, model, ragged, featurizer, spec, target, threshold)
     return result
+
+
+def _check_widths(model, graph: MoleculeGraph, featurizer) -> None:
+    """One forward of one molecule: a model that cannot take the featurizer's widths is said to be so
+    (naming both) before any work, instead of failing deep inside a batched forward."""
+    if isinstance(model, WeaveModel) or (isinstance(model, torch.nn.Module) and model.training):
+        return  # a WeaveModel checks its own widths; a model in training mode may need the whole batch (batch norm)
+    dtype, device = _dtype_device(model)
+    atoms = graph.atoms.to(device=device, dtype=dtype)
+    links = graph.links.to(device=device, dtype=dtype)
+    index = graph.link_index.to(device)
+    batch = torch.zeros(graph.n_atoms, dtype=torch.long, device=device)
+    try:
+        with _as_found(model), torch.no_grad():
+            if graph.kind == "pairs":
+                model(atoms, links, index, batch, 1)
+            else:
+                model(atoms, index, links, batch)
+    except (RuntimeError, ValueError, IndexError) as exc:  # a shape mismatch inside the model
+        where = f" from {type(featurizer).__name__}" if featurizer is not None else ""
+        raise InputError(f"expected a model that takes atom features of width {graph.atoms.shape[1]} and "
+                         f"{graph.kind[:-1]} features of width {graph.links.shape[1]}{where}; calling it on "
+                         f"{graph.smiles!r} failed: {' '.join(str(exc).split())[:300]} (pass the featurizer= the "
+                         f"model was trained with, or load it with its card)") from None
 
 
 def _names_of(featurizer, attribute: str) -> tuple:

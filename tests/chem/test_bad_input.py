@@ -111,3 +111,23 @@ def test_featurizer_model_mismatch_names_the_widths():
 
     with pytest.raises(InputError, match=r"atoms of shape \(N, 14\); got \(\d+, 54\)"):
         explain_molecules(_model(), ["CCO"], featurizer=WeaveFeaturizer(), steps=4)
+
+
+def test_a_model_that_cannot_take_the_featurizers_widths_is_named_before_any_work():
+    from torch import nn
+
+    from sciattr.chem import PyGFeaturizer
+
+    class Narrow(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(5, 1)
+
+        def forward(self, x, edge_index, edge_attr, batch):
+            return self.lin(x).sum(0, keepdim=True)
+
+    width = PyGFeaturizer().n_atom_features
+    with pytest.raises(InputError, match=rf"expected a model that takes atom features of width {width} and edge "
+                                         r"features of width \d+ from PyGFeaturizer; calling it on 'CCO' failed: "
+                                         r"mat1 and mat2 shapes cannot be multiplied .*pass the featurizer="):
+        explain_molecules(Narrow().eval(), ["CCO"])
