@@ -13,10 +13,12 @@ Public API
     the average adds up to ``F(x) - mean_k F(x'_k)`` (``result.forward_baseline``).
 ``neutral_baseline(model, molecules, *, featurizer=None, target=None, threshold=None, ...)``
     Evaluates the featurization's baseline options (``zeros``, ``dummy``, the per-feature
-    ``mean`` of the molecules, the mean of reference molecules, and blends between a pair of them
-    that lie on both sides of the decision threshold) and returns the one whose score is nearest
-    the threshold -- a baseline that predicts "undecided", so that the attributions explain the
-    decision rather than a difference between two predictions of the same class.
+    ``mean`` of the molecules, the mean of reference molecules, blends between a pair of them
+    that lie on both sides of the decision threshold, and -- by default -- a blend per molecule
+    whose weight puts that molecule's F(x') at the threshold) and returns the one whose scores are
+    nearest the threshold: a baseline that predicts "undecided", so that the attributions explain
+    the decision rather than a difference between two predictions of the same class.
+    ``crossed`` says whether any option reached the other side of the threshold.
 """
 
 from __future__ import annotations
