@@ -23,6 +23,7 @@ from sciattr.core import (
     register_baseline,
 )
 from sciattr.errors import (
+    BaselineWarning,
     ConvergenceWarning,
     InputError,
     MissingDependencyError,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attribution",
+    "BaselineWarning",
     "ConvergenceWarning",
     "CustomPath",
     "InputError",

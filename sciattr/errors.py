@@ -8,6 +8,7 @@ as they are.
 from __future__ import annotations
 
 __all__ = [
+    "BaselineWarning",
     "ConvergenceWarning",
     "InputError",
     "MissingDependencyError",
@@ -40,6 +41,10 @@ class MissingDependencyError(SciAttrError, ImportError):
 
 class ConvergenceWarning(UserWarning):
     """Attributions did not reach the requested completeness tolerance."""
+
+
+class BaselineWarning(UserWarning):
+    """The baseline is not neutral for the explained target (the attributions explain little)."""
 
 
 def describe(value) -> str:
