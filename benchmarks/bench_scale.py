@@ -168,7 +168,7 @@ def main(argv=None) -> None:
     parser.add_argument("--pyg-steps", type=int, default=50, help="Gauss-Legendre nodes for the PyG comparison")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model of parts 1-2 (default {DEFAULT_MODEL})")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
-    parser.add_argument("--part-rows", type=int, default=256, help="rows per batch and part file (default 256)")
+    parser.add_argument("--part-rows", type=int, default=1024, help="rows per batch and part file (default 1024)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of part 2 (default 2)")
     parser.add_argument("--shards", type=int, default=0, help="also run this many shards at once (default: no)")
     parser.add_argument("--skip-large", action="store_true", help="only the smaller library")

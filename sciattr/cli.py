@@ -112,7 +112,8 @@ def _run_file(args, kind: str, model, **extra) -> int:
         settings=_settings(args), target=args.target, format=args.format, pictures=args.pictures,
         progress=not args.quiet, shard=args.shard, engine=args.engine, workers=args.workers,
         num_gpus_per_worker=args.num_gpus_per_worker, overwrite=args.overwrite,
-        resume=True if args.resume else None, part_rows=args.part_rows, **extra)
+        resume=True if args.resume else None, **({} if args.part_rows is None else {"part_rows": args.part_rows}),
+        **extra)
     if not args.quiet:
         print(summary)
     if summary.interrupted:
@@ -342,7 +343,8 @@ def _file_flags(parser, default_out: str, picture_help: bool) -> None:
     group.add_argument("--engine", default="local", choices=("local", "ray"))
     group.add_argument("--workers", type=int, default=2, help="Ray actors (default 2)")
     group.add_argument("--num-gpus-per-worker", type=float, default=0)
-    group.add_argument("--part-rows", type=int, default=256, help="input rows per batch and part file")
+    group.add_argument("--part-rows", type=int, default=None,
+                       help="input rows per batch and part file (default 1024)")
     group.add_argument("--overwrite", action="store_true", help="discard a different run in --out-dir")
     group.add_argument("--resume", action="store_true", help="require a run to continue in --out-dir "
                        "(a matching run is continued anyway)")
