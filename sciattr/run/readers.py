@@ -135,6 +135,13 @@ def read_records(path: str | os.PathLike, *, kind: str = "molecule", column: str
                          f"{os.fspath(path)!r}")
     if fmt == "parquet":
         return _parquet(path, kind, column, id_column)
+    if fmt in ("smi", "lines"):
+        layout = ("SMILES, then an optional name, per line" if kind == "molecule" or fmt == "smi"
+                  else "one text per line, then an optional TAB and target")
+        for flag, value in (("column", column), ("id_column", id_column)):
+            if value is not None:
+                raise InputError(f"expected no {flag} for {os.fspath(path)!r}, a file without columns ({layout}); "
+                                 f"got {flag}={value!r}")
     _check_utf8(path, gz)
     if fmt in ("csv", "tsv"):
         return _guard(_table(path, gz, "," if fmt == "csv" else "\t", kind, column, id_column), path)

@@ -68,3 +68,14 @@ def test_errors_come_before_any_row(tmp_path):
     (tmp_path / "m.xyz").write_text("CCO\n")
     with pytest.raises(InputError, match=r"\.csv"):
         read_records(tmp_path / "m.xyz")
+
+
+def test_column_flags_on_a_file_without_columns_are_refused(tmp_path):
+    (tmp_path / "l.smi").write_text("CCO ethanol\n")
+    with pytest.raises(InputError, match=r"expected no id_column for .*l\.smi.*SMILES, then an optional name.*got "
+                                         r"id_column='name'"):
+        read_records(tmp_path / "l.smi", id_column="name")
+    (tmp_path / "t.txt").write_text("a text\n")
+    with pytest.raises(InputError, match=r"expected no column .*one text per line.*got column='text'"):
+        read_records(tmp_path / "t.txt", kind="text", column="text")
+    assert [(r.id, r.input) for r in read_records(tmp_path / "l.smi")] == [("ethanol", "CCO")]
