@@ -22,7 +22,8 @@ the model, featurizing and attributing (and, for the runner, writing) are all pa
    one molecule and one path node per forward; the runner attributes atom *and* bond features,
    writes rows, atoms and bonds to Parquet, and checks completeness per molecule. The runner is
    also timed with its default (adaptive) settings.
-4. Optionally (``--shards 2``): two processes ``--shard 0/2`` and ``1/2`` at once into one folder.
+4. Optionally (``--shards 2``): two processes ``--shard 0/2`` and ``1/2`` at once into one folder;
+   (``--ray-workers 2``): the Ray Data backend with two actors (``ray.init`` included).
 
     python benchmarks/bench_scale.py                    # 10,000 and 100,000 molecules (hours on 1 thread)
     python benchmarks/bench_scale.py --n 2000           # 2,000 and 20,000 (about ten minutes on 1 thread)
@@ -90,6 +91,13 @@ def child(args) -> None:
                                part_rows=args.part_rows, shard=args.shard)
         seconds = time.perf_counter() - t0
         rows, ok = summary.rows, summary.ok
+    elif args.child == "ray":
+        from sciattr.run import explain_file
+
+        summary = explain_file(args.file, model=args.model, out_dir=args.out, settings=settings, progress=False,
+                               part_rows=args.part_rows, engine="ray", workers=args.workers)
+        seconds = time.perf_counter() - t0
+        rows, ok = summary.rows, summary.ok
     elif args.child in ("memory", "memory+tables"):
         from sciattr.chem import explain_molecules
         from sciattr.zoo import load_featurizer, load_model
@@ -131,9 +139,9 @@ def child(args) -> None:
 
 
 def run_child(kind: str, file: Path, *, model: str, threads: int, steps=None, out: Path | None = None,
-              part_rows: int = 256, shard: str | None = None, wait: bool = True):
+              part_rows: int = 1024, shard: str | None = None, workers: int = 2, wait: bool = True):
     command = [sys.executable, os.path.abspath(__file__), "--child", kind, "--file", str(file), "--model", model,
-               "--threads", str(threads), "--part-rows", str(part_rows)]
+               "--threads", str(threads), "--part-rows", str(part_rows), "--workers", str(workers)]
     if steps is not None:
         command += ["--steps", str(steps)]
     if out is not None:
@@ -171,6 +179,9 @@ def main(argv=None) -> None:
     parser.add_argument("--part-rows", type=int, default=1024, help="rows per batch and part file (default 1024)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of part 2 (default 2)")
     parser.add_argument("--shards", type=int, default=0, help="also run this many shards at once (default: no)")
+    parser.add_argument("--ray-workers", type=int, default=0,
+                        help="also run the Ray backend with this many actors (default: no)")
+    parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--skip-large", action="store_true", help="only the smaller library")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--file", default=None, help=argparse.SUPPRESS)
@@ -216,6 +227,11 @@ def main(argv=None) -> None:
               f"bare call, {mean['memory+tables'] / mean['stream']:.2f} against the call + its tables (goal >= 0.9); "
               f"peak RSS runner / in-memory: {seen['stream'][0]['peak_mib'] / seen['memory'][0]['peak_mib']:.2f}",
               flush=True)
+
+        if args.ray_workers:
+            ray = run_child("ray", same, out=tmp / "ray", workers=args.ray_workers, **common)
+            print(_line(f"Ray Data, {args.ray_workers} actors (with ray.init; driver RSS)", ray), flush=True)
+            print(f"Ray / one process: {stream['seconds'] / ray['seconds']:.2f}x", flush=True)
 
         if args.shards > 1:
             print(f"\n{args.shards} shards at once against one process on the same {n_memory:,} molecules", flush=True)
