@@ -322,3 +322,24 @@ def test_default_settings_are_the_api_defaults(library, tmp_path):
     # adaptive steps: every molecule within the default 5 % tolerance, with its own number of evaluations
     assert ok["converged"].all() and (ok["relative_gap"] <= 0.05).all()
     assert ok["evaluations"].min() >= 16 and ok["evaluations"].nunique() >= 1
+
+
+def test_row_count_for_the_eta_reads_in_blocks_and_agrees_with_the_reader(tmp_path):
+    from rdkit import Chem
+
+    from sciattr.run.readers import read_records
+    from sciattr.run.runner import _count_rows
+
+    blocks = []
+    for smi in ["CCO", "c1ccccc1", "CC(=O)O"]:
+        mol = Chem.MolFromSmiles(smi)
+        mol.SetProp("_Name", smi)
+        blocks.append(Chem.MolToMolBlock(mol) + "$$$$\n")
+    files = {"a.csv": "smiles,id\nCCO,1\nCC,2\n", "b.csv": "smiles\nCCO\nCC", "c.smi": "smiles id\nCCO a\nCC b\n",
+             "d.smi": "CCO a\nCC b", "e.txt": "CCO\n\nCC\n", "f.sdf": "".join(blocks),
+             "g.sdf": "".join(blocks).rstrip("$\n"), "h.csv": "smiles\n"}
+    for name, text in files.items():
+        path = tmp_path / name
+        path.write_text(text)
+        truth = sum(1 for _ in read_records(path))
+        assert {_count_rows(path, "molecule", size) for size in (1, 2, 3, 5, 7, 1 << 20)} == {truth}, name
