@@ -2,7 +2,9 @@
 per actor; each actor writes its batch's part files (atomically, under the same names as the
 single-process runner) and the driver records the completed ranges as results come back.
 
-A worker that dies is restarted by Ray and its batch retried: the part names are fixed by the
+The input is handed to Ray in windows of ``4 x workers`` batches (the driver never holds the
+whole input; each window starts its actors, which load the model once). A worker that dies is
+restarted by Ray and its batch retried: the part names are fixed by the
 row range and a range is recorded only once its files are written, so no row is lost or duplicated.
 Needs the ``scale`` extra (``ray[data]``). Connects to a running cluster when ``RAY_ADDRESS`` is
 set (or Ray is already initialised), else starts a local instance.
@@ -10,6 +12,7 @@ set (or Ray is already initialised), else starts a local instance.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -72,24 +75,31 @@ def run_ray(pending, domain, out_dir: Path, kind: str, fmt: str, shard, bar, sum
         else:
             ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
-    items = [{"start": s, "end": e, "records": json.dumps([r.__dict__ for r in recs])} for s, e, recs in pending]
-    if not items:
-        return
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
     threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
-    ds = ray.data.from_items(items, override_num_blocks=len(items))
-    results = ds.map_batches(
-        _Attributor, batch_size=1, concurrency=workers, num_cpus=1, num_gpus=num_gpus_per_worker or None,
-        fn_constructor_kwargs={"domain_state": _domain_state(domain), "out_dir": os.fspath(out_dir), "kind": kind,
-                               "fmt": fmt, "threads": threads},
-        max_restarts=2, max_task_retries=2,
-    )
-    for row in results.iter_rows():
-        entry = json.loads(row["entry"])
-        output.record_range(out_dir, shard, entry)
-        _count(summary, bar, entry)
-        if stop.requested:
-            summary.interrupted = True
-            break
+    state = _domain_state(domain)
+    # the input goes to Ray in windows of batches, so the driver never holds the whole input
+    window = max(4 * workers, 8)
+    batches = iter(pending)
+    while True:
+        items = [{"start": s, "end": e, "records": json.dumps([r.__dict__ for r in recs])}
+                 for s, e, recs in itertools.islice(batches, window)]
+        if not items:
+            return
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        results = ds.map_batches(
+            _Attributor, batch_size=1, concurrency=min(workers, len(items)), num_cpus=1,
+            num_gpus=num_gpus_per_worker or None,
+            fn_constructor_kwargs={"domain_state": state, "out_dir": os.fspath(out_dir), "kind": kind, "fmt": fmt,
+                                   "threads": threads},
+            max_restarts=2, max_task_retries=2,
+        )
+        for row in results.iter_rows():
+            entry = json.loads(row["entry"])
+            output.record_range(out_dir, shard, entry)
+            _count(summary, bar, entry)
+            if stop.requested:
+                summary.interrupted = True
+                return
