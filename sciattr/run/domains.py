@@ -275,8 +275,11 @@ class MoleculeDomain(Domain):
             k = keep[error["row"]]
             rows[k] = self._error_row(records[k], error["message"])
         pictures = []
-        gaps = res.completeness_gap.detach()
-        relative = res.relative_gap.detach()
+        # per-example numbers of the whole batch at once (one conversion each, not one per row)
+        predictions = _column_values(res.forward_x, task)
+        baseline_scores = _column_values(res.forward_baseline, task)
+        gaps = _column_values(res.completeness_gap, task)
+        relative = _column_values(res.relative_gap, task)
         for i, position in enumerate(res.rows):
             k = keep[position]
             record = records[k]
@@ -284,10 +287,9 @@ class MoleculeDomain(Domain):
             own = _atom_features(res, i, task)
             score = _atom_scores(res, i, task)
             source = _source_atoms(res, i, mol)
-            for a in range(mol.GetNumAtoms()):
-                details.append({"row": record.row, "id": record.id, "atom": int(source[a]),
-                                "element": mol.GetAtomWithIdx(a).GetSymbol(), "attribution": float(own[a]),
-                                "score": float(score[a])})
+            for a, atom in enumerate(mol.GetAtoms()):
+                details.append({"row": record.row, "id": record.id, "atom": source[a], "element": atom.GetSymbol(),
+                                "attribution": own[a], "score": score[a]})
             for bond in res.to_bonds(i, task):
                 details.append({"_table": "bonds", "row": record.row, "id": record.id,
                                 "begin": int(bond["begin"]), "end": int(bond["end"]),
@@ -296,10 +298,10 @@ class MoleculeDomain(Domain):
             warned = getattr(res, "baseline_warnings", None)
             if warned and i < len(warned) and warned[i]:
                 notes.append(str(warned[i]))
-            prediction = _scalar(res.forward_x[i], task)
+            prediction = predictions[i]
             steps = _per_example(res, "steps", i)
             evaluations = _per_example(res, "evaluations", i, steps)
-            rel = _scalar(relative[i], task)
+            rel = relative[i]
             converged = _per_example(res, "converged", i)
             if converged is None:
                 converged = bool(rel <= self.settings.check_tolerance)
@@ -309,7 +311,7 @@ class MoleculeDomain(Domain):
                 "status": "ok", "error": "", "smiles": res.smiles[i], "prediction": prediction,
                 "probability": 1.0 / (1.0 + math.exp(-prediction)) if self.probability and math.isfinite(prediction)
                 else None,
-                "baseline_score": _scalar(res.forward_baseline[i], task), "gap": _scalar(gaps[i], task),
+                "baseline_score": baseline_scores[i], "gap": gaps[i],
                 "relative_gap": rel, "evaluations": None if evaluations is None else int(evaluations),
                 "converged": bool(converged), "notes": "; ".join(str(n) for n in notes),
             }
@@ -336,17 +338,28 @@ def result_column(res, target):
     return target
 
 
-def _atom_features(res, i: int, task) -> np.ndarray:
+def _column_values(values, task) -> list[float]:
+    """One float per example of a per-example tensor (``task``: its column when multi-target)."""
+    array = values.detach().double().cpu()
+    if array.dim() > 1:
+        array = array[:, 0] if task is None else array[:, task]
+    return array.tolist()
+
+
+def _atom_features(res, i: int, task) -> list[float]:
     """The atom's own attribution: its feature vector's share (no pair/edge halves)."""
     if hasattr(res, "atom_feature_values"):
-        return res.atom_feature_values(i, task).detach().double().cpu().numpy()
-    return res.atom_values(i, task).detach().double().cpu().numpy()
+        return res.atom_feature_values(i, task).detach().double().cpu().tolist()
+    return res.atom_values(i, task).detach().double().cpu().tolist()
 
 
-def _atom_scores(res, i: int, task) -> np.ndarray:
+def _atom_scores(res, i: int, task) -> list[float]:
+    """The complete atom score: own features plus half of every pair or edge of the atom."""
+    if hasattr(res, "atom_scores"):
+        return res.atom_scores(i, task).detach().double().cpu().tolist()
     from sciattr.chem.substructures import atom_scores
 
-    return np.asarray(atom_scores(res, i, task), dtype=float)
+    return np.asarray(atom_scores(res, i, task), dtype=float).tolist()
 
 
 def _source_atoms(res, i: int, mol) -> list[int]:
