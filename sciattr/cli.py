@@ -267,13 +267,13 @@ def _cmd_merge(args) -> int:
 def _cmd_models(args) -> int:
     from sciattr.zoo import available_models, model_card
 
-    print(f"{'name':<26} {'task':<28} {'architecture':<22} metrics")
+    print(f"{'name':<26} {'task':<34} {'architecture':<22} metrics")
     for name in available_models():
         card = model_card(name)
         task = card.get("task", {})
         test = card.get("test", {})
         metrics = ", ".join(f"{k} {v:.3g}" for k, v in test.items() if isinstance(v, float))
-        print(f"{name:<26} {task.get('name', '')[:12] + ' (' + _short_kind(task.get('kind', '')) + ')':<28} "
+        print(f"{name:<26} {task.get('name', '') + ' (' + _short_kind(task.get('kind', '')) + ')':<34} "
               f"{card.get('architecture', ''):<22} {metrics}")
     import json
 
@@ -286,8 +286,8 @@ def _cmd_models(args) -> int:
         keys = ("test_accuracy_articles", "test_accuracy_snippets", "test_perplexity", "valid_perplexity")
         metrics = ", ".join(f"{k} {card[k]:.3g}" for k in keys if isinstance(card.get(k), (int, float)))
         task = "topic (5 classes)" if name == "topic-classifier" else "next word"
-        print(f"{name:<26} {task:<28} {card.get('model', ''):<22} {metrics}")
-    print(f"{'g2p':<26} {'grapheme -> phoneme':<28} {'GRU encoder-decoder':<22} from the g2p-en package's weights")
+        print(f"{name:<26} {task:<34} {card.get('model', ''):<22} {metrics}")
+    print(f"{'g2p':<26} {'grapheme -> phoneme':<34} {'GRU encoder-decoder':<22} from the g2p-en package's weights")
     return 0
 
 
@@ -438,6 +438,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("sciattr: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as shell tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
