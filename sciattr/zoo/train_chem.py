@@ -71,8 +71,9 @@ GCN_OPTIONS = {"hidden": 64, "layers": 3}
 ARCHITECTURES = {"w1n2": ("W1N2", WEAVE_FEATURIZER, WEAVE_OPTIONS), "w2n2": ("W2N2", WEAVE_FEATURIZER, WEAVE_OPTIONS),
                  "gcn": ("GINENetwork", GCN_FEATURIZER, GCN_OPTIONS)}
 #: The recipe of each architecture (chosen in ``recipe_study.json``; see RESULTS.md).
-RECIPES = {"w1n2": TrainingRecipe(epochs=30, patience=10), "w2n2": TrainingRecipe(epochs=30, patience=10),
-           "gcn": TrainingRecipe(epochs=30, patience=10)}
+RECIPES = {"w1n2": TrainingRecipe(epochs=30, patience=10, anchor_baseline="neutral"),
+           "w2n2": TrainingRecipe(epochs=30, patience=10, anchor_baseline="neutral"),
+           "gcn": TrainingRecipe(epochs=30, patience=10, anchor_baseline="neutral")}
 REGRESSION = "w2n2-chembl2321810"
 REGRESSION_RECIPE = TrainingRecipe(epochs=150, batch_size=32, patience=None)
 STUDY_FILE = "recipe_study.json"
@@ -225,18 +226,22 @@ def train_regression(out: Path, progress=False) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- recipe study
-#: The variants compared by ``--study``: (architecture, task, label, recipe changes, model option changes).
+#: The recipe the study varies: Adam at 1e-3, batches of 64, weight decay 1e-5, no anchor.
+STUDY_BASE = TrainingRecipe(epochs=30, patience=10)
+#: The variants compared by ``--study`` on every task of STUDY_TASKS:
+#: (architecture, label, changes of STUDY_BASE, model option changes).
 STUDY_TASKS = ("halide_carbonyl_or_nitro", "amine_ether_benzene")
 STUDY_VARIANTS = (
-    ("gcn", "default: 3 GINE layers, sum readout, weight decay 1e-5", {}, {}),
+    ("gcn", "base: 3 GINE layers, sum readout, weight decay 1e-5, no anchor", {}, {}),
     ("gcn", "zeros baseline anchored at logit 0 (neutral)", {"anchor_baseline": "neutral"}, {}),
     ("gcn", "zeros baseline anchored as a negative", {"anchor_baseline": "negative"}, {}),
     ("gcn", "weight decay 1e-3", {"weight_decay": 1e-3}, {}),
     ("gcn", "2 GINE layers (smaller receptive field)", {}, {"layers": 2}),
-    ("w2n2", "default: sum readout, weight decay 1e-5", {}, {}),
+    ("w2n2", "base: sum readout, weight decay 1e-5, no anchor", {}, {}),
     ("w2n2", "zeros baseline anchored at logit 0 (neutral)", {"anchor_baseline": "neutral"}, {}),
+    ("w2n2", "zeros baseline anchored as a negative", {"anchor_baseline": "negative"}, {}),
     ("w2n2", "Gaussian-histogram readout", {}, {"reduction": "histogram"}),
-    ("w1n2", "default: sum readout, weight decay 1e-5 (one weave module)", {}, {}),
+    ("w1n2", "base (one weave module)", {}, {}),
 )
 
 
@@ -244,7 +249,7 @@ def recipe_study(data: NciData, out: Path, tasks=STUDY_TASKS, seeds=(0,)) -> lis
     rows = []
     for task in tasks:
         for arch, label, recipe_changes, option_changes in STUDY_VARIANTS:
-            recipe = TrainingRecipe(**{**asdict(RECIPES[arch]), **recipe_changes})
+            recipe = TrainingRecipe(**{**asdict(STUDY_BASE), **recipe_changes})
             for seed in seeds:
                 _, measured = fit_classifier(arch, task, data, seed=seed, recipe=recipe, options=option_changes)
                 row = {"architecture": arch, "task": task, "variant": label, "recipe": recipe_changes,
@@ -315,7 +320,7 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
             f"| {c['name']} | {c['task'].get('formula', c['task']['description'])} | "
             f"{_mean_sd([r['test']['accuracy'] for r in runs])} | {_mean_sd([r['test']['roc_auc'] for r in runs])} | "
             f"{_mean_sd([r['attribution']['attribution_auroc'] for r in runs])} | "
-            f"{_mean_sd([r['attribution']['attribution_auroc_atom_features'] for r in runs])} | "
+            f"{_mean_sd([r['attribution'].get('attribution_auroc_atom_features') for r in runs])} | "
             f"{c['attribution']['n_scored']} | {_goal_met(runs)} |")
     lines += ["", "## Per seed (attribution AUROC, complete atom scores)", "",
               "| model | " + " | ".join(f"seed {s}" for s in SEEDS) + " | baseline F(x') > 0, seed 0 | max relative gap, "
@@ -324,7 +329,8 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
         by_seed = {r["seed"]: r["attribution"]["attribution_auroc"] for r in _runs(c)}
         cells = " | ".join(f"{by_seed[s]:.3f}" if s in by_seed else "–" for s in SEEDS)
         a = c["attribution"]
-        lines.append(f"| {c['name']} | {cells} | {a['baseline_above_threshold']:.0%} | {a['max_relative_gap']:.1e} | "
+        lines.append(f"| {c['name']} | {cells} | {a.get('baseline_above_threshold', float('nan')):.0%} | "
+                     f"{a['max_relative_gap']:.1e} | "
                      f"{c['cpu_seconds']:.0f} |")
     regressions = [c for c in cards if "rmse" in c["test"]]
     if regressions:
@@ -338,9 +344,19 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
                          f"{c['cpu_seconds']:.0f} |")
     if study:
         lines += ["", "## Recipe study", "",
-                  (f"`python -m sciattr.zoo.train_chem --study` ({STUDY_FILE}): one seed per variant, the same split "
-                   "and attribution measurement as above. Two cores shared with other work did not allow a wider "
-                   "search; the recipes were chosen from these rows."), "",
+                  (f"Variants of the base recipe (Adam 1e-3, batches of 64, weight decay 1e-5, 30 epochs, patience "
+                   f"10, no anchor), one seed each (seed 0), the same split and attribution measurement as above "
+                   f"({STUDY_FILE}; `python -m sciattr.zoo.train_chem --study` runs every variant on both tasks). Two "
+                   "CPU cores shared with other work did not allow a wider search: not every variant was run on "
+                   "both tasks."), "",
+                  ("What the rows say: the receptive field (2 vs 3 GINE layers) and weight decay 1e-3 moved the "
+                   "attribution AUROC by +0.006 and +0.036; anchoring the zeros baseline in training raised it by "
+                   "+0.02 to +0.15 (by +0.10 or more in 4 of 6 rows) at an unchanged or better ROC AUC. Both anchors "
+                   "helped; the neutral anchor (logit 0) was the "
+                   "better one on average over the two tasks for GINE (0.935 and 0.846 vs 0.973 and 0.724 for the "
+                   "negative anchor) and is the recipe of every shipped classifier: "
+                   + "; ".join(f"{arch}: " + ", ".join(f"{k} {v}" for k, v in asdict(r).items())
+                               for arch, r in RECIPES.items()) + "."), "",
                   ("| task | architecture | variant | ROC AUC | attribution AUROC (complete) | feature-only "
                    "| baseline F(x') > 0 | median F(x) − F(x') | best epoch | train CPU s |"),
                   "|---|---|---|---|---|---|---|---|---|---|"]

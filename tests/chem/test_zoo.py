@@ -1,7 +1,10 @@
-"""The shipped chemistry models: cards, weights, reproduced test metrics and complete attributions."""
+"""The shipped chemistry models: cards, weights, reproduced test metrics and attribution quality,
+complete attributions under the default settings, the results table, and the training function."""
 
 import hashlib
 import json
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -9,10 +12,11 @@ import torch
 
 from sciattr.chem.adapter import explain_molecules
 from sciattr.chem.featurize import featurize_batch
+from sciattr.chem.training import QUALITY_SETTINGS, TrainingRecipe, attribution_quality, train_model
 from sciattr.datasets import TASKS, load_chembl2321810, load_nci, split_indices
-from sciattr.errors import InputError
+from sciattr.errors import BaselineWarning, ConvergenceWarning, InputError
 from sciattr.zoo import ZOO_DIR, available_models, load_featurizer, load_model, model_card
-from sciattr.zoo.train_chem import classification_metrics, predict, regression_metrics
+from sciattr.zoo.train_chem import SEEDS, classification_metrics, predict, regression_metrics
 
 CLASSIFIERS = [f"{arch}-{task}" for arch in ("w1n2", "w2n2", "gcn") for task in TASKS]
 REGRESSION = "w2n2-chembl2321810"
@@ -20,6 +24,9 @@ POSITIVES = {
     "benzene": ["CC(=O)Oc1ccccc1C(=O)O", "c1ccc2ccccc2c1", "CCOc1ccccc1"],
     "halide_carbonyl": ["ClCC(=O)Nc1ccccc1", "O=C(O)c1ccc(Br)cc1", "CC(=O)CCl"],
     "amine_ether_benzene": ["CCN(CC)CCOc1ccccc1", "CN(C)CCOc1ccc(Cl)cc1", "COc1ccc(CCN)cc1"],
+    "nitro_or_nitrile": ["O=[N+]([O-])c1ccc(O)cc1", "N#Cc1ccccc1", "N#CCC(=O)O"],
+    "halide_not_carbonyl": ["Clc1ccccc1", "BrCCCO", "Fc1ccc(N)cc1"],
+    "halide_carbonyl_or_nitro": ["ClCC(=O)Nc1ccccc1", "O=[N+]([O-])c1ccc(O)cc1", "CC(=O)c1ccc(Br)cc1"],
 }
 
 
@@ -76,14 +83,127 @@ def test_regression_reproduces_its_recorded_test_metrics():
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS + [REGRESSION])
-def test_attributions_of_shipped_models_are_complete_within_one_percent(name):
+def test_attributions_of_shipped_models_are_complete_under_the_default_settings(name):
     model = load_model(name)
     task = model.card["task"]["name"]
     smiles = POSITIVES.get(task) or load_chembl2321810().smiles[:3]
-    result = explain_molecules(model, smiles, featurizer=load_featurizer(model), steps=256)  # ReLU kinks
+    if task in TASKS:
+        graphs, _, _ = featurize_batch(load_featurizer(model), smiles)
+        assert all(TASKS[task].is_positive(g.mol) for g in graphs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        # the zeros baseline of a classifier anchored at logit 0 may sit just above 0: said, not an error here
+        warnings.simplefilter("ignore", BaselineWarning)
+        result = explain_molecules(model, smiles)  # adaptive steps until the gap is within the tolerance
     assert not result.errors
-    assert float(result.relative_gap.max()) < 0.01
+    assert bool(result.converged.all())
+    assert float(result.relative_gap.max()) <= result.tolerance == 0.05
     assert result.delta.abs().min() > 0.5  # a real change of the score, not a cancellation
+
+
+def test_cards_hold_every_seed_and_results_table_reproduces_them():
+    text = (ZOO_DIR / "RESULTS.md").read_text()
+    for name in CLASSIFIERS:
+        card = model_card(name)
+        runs = [card] + card["replicates"]
+        assert [r["seed"] for r in runs] == list(SEEDS)
+        values = np.array([r["attribution"]["attribution_auroc"] for r in runs])
+        roc = np.array([r["test"]["roc_auc"] for r in runs])
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name} |"))
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[3] == f"{roc.mean():.3f} ± {roc.std(ddof=1):.3f}"
+        assert cells[4] == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+        met = values.mean() >= 0.95 and values.std(ddof=1) <= 0.03 and roc.mean() >= 0.98
+        assert cells[7].startswith("yes") == met
+        for run in runs:
+            assert run["attribution"]["max_relative_gap"] < 0.05
+            assert run["attribution"]["n_scored"] == card["attribution"]["n_scored"] > 0
+    assert re.search(r"## Recipe study", text)
+
+
+@pytest.mark.parametrize("name", ["gcn-nitro_or_nitrile", "w2n2-halide_not_carbonyl"])
+def test_recorded_attribution_auroc_is_reproduced(name, nci_test_split):
+    model = load_model(name)
+    featurizer = load_featurizer(model)
+    graphs, _, _ = featurize_batch(featurizer, nci_test_split)
+    task = TASKS[model.card["task"]["name"]]
+    masks = [task.true_masks(g.mol) for g in graphs]
+    quality = attribution_quality(model, graphs, masks, featurizer=featurizer, settings=QUALITY_SETTINGS)
+    recorded = model.card["attribution"]
+    assert quality["n_scored"] == recorded["n_scored"]
+    assert quality["attribution_auroc"] == pytest.approx(recorded["attribution_auroc"], abs=1e-6)
+    assert quality["attribution_auroc_atom_features"] == pytest.approx(recorded["attribution_auroc_atom_features"],
+                                                                       abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------- train_model
+@pytest.fixture(scope="module")
+def small_task():
+    nci = load_nci(limit=160)
+    task = TASKS["nitro_or_nitrile"]
+    return nci.smiles, [float(task.is_positive(m)) for m in nci.mols]
+
+
+def test_train_model_is_seeded_and_keeps_the_best_validation_epoch(small_task):
+    smiles, labels = small_task
+    recipe = TrainingRecipe(epochs=4, batch_size=32, patience=None)
+    options = {"hidden": 8, "layers": 2}
+    a = train_model(smiles, labels, architecture="GINENetwork", model_options=options, recipe=recipe, seed=3)
+    b = train_model(smiles, labels, architecture="GINENetwork", model_options=options, recipe=recipe, seed=3)
+    c = train_model(smiles, labels, architecture="GINENetwork", model_options=options, recipe=recipe, seed=4)
+    for (k, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(x, y), k
+    assert any(not torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), c.model.state_dict().values()))
+    assert len(a.history) == 4 and not a.model.training
+    scores = [h["validation_score"] for h in a.history]
+    assert a.best_epoch == int(np.argmax(scores))
+    sizes = [len(p) for p in a.split]
+    assert sizes == [128, 16, 16] and sorted(np.concatenate(a.split).tolist()) == list(range(160))
+    # the recorded metrics are those of the returned weights
+    test = a.split[2]
+    logits = predict(a.model, [a.graphs[i] for i in test])
+    assert a.metrics["test"] == classification_metrics(logits, a.labels[test].numpy())
+    n_pos = float(a.labels[a.split[0]].sum())
+    assert a.pos_weight == [pytest.approx((128 - n_pos) / n_pos)]
+
+
+def test_train_model_stops_early_and_reports_bad_rows(small_task):
+    smiles, labels = small_task
+    lines = []
+    trained = train_model(list(smiles[:60]) + ["not a smiles"], labels[:60] + [1.0], architecture="W1N2",
+                          model_options={"n_hidden": 8, "n_atom_hidden": 8, "n_dense": 8},
+                          recipe=TrainingRecipe(epochs=50, learning_rate=1e-6, patience=2), progress=lines.append)
+    assert [e["row"] for e in trained.errors] == [60]
+    assert len(trained.history) <= trained.best_epoch + 3 < 50
+    assert len(lines) == len(trained.history) and "epoch 1 loss" in lines[0]
+
+
+def test_anchored_zeros_baseline_lands_where_the_recipe_says(small_task):
+    from sciattr.chem.training import _zeroed
+
+    smiles, labels = small_task
+    options = {"hidden": 8, "layers": 2}
+    scores = {}
+    for anchor in ("neutral", "negative"):
+        trained = train_model(smiles, labels, architecture="GINENetwork", model_options=options, seed=0,
+                              recipe=TrainingRecipe(epochs=8, batch_size=16, learning_rate=3e-3, patience=None,
+                                                    anchor_baseline=anchor, anchor_weight=5.0))
+        scores[anchor] = predict(trained.model, _zeroed(trained.graphs))[:, 0]
+    assert np.abs(scores["neutral"]).mean() < 0.5
+    assert (scores["negative"] < 0).all() and scores["negative"].mean() < -1
+
+
+def test_bad_training_input():
+    with pytest.raises(InputError, match="anchor_baseline"):
+        TrainingRecipe(anchor_baseline="zeros")
+    with pytest.raises(InputError, match="epochs"):
+        TrainingRecipe(epochs=0)
+    with pytest.raises(InputError, match="architecture"):
+        train_model(["CCO", "CCN"], [0, 1], architecture="GCN")
+    with pytest.raises(InputError, match="one label"):
+        train_model(["CCO", "CCN"], [0, 1, 1])
+    with pytest.raises(InputError, match="0/1 labels"):
+        train_model(["CCO", "CCN", "CCC"], [0, 1, 2], kind="classification")
 
 
 def test_loading_by_path_and_unknown_names(tmp_path):
