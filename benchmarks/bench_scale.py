@@ -25,7 +25,7 @@ the model, featurizing and attributing (and, for the runner, writing) are all pa
 4. Optionally (``--shards 2``): two processes ``--shard 0/2`` and ``1/2`` at once into one folder;
    (``--ray-workers 2``): the Ray Data backend with two actors (``ray.init`` included).
 
-    python benchmarks/bench_scale.py                    # 10,000 and 100,000 molecules (hours on 1 thread)
+    python benchmarks/bench_scale.py                    # 10,000 and 100,000 molecules (about half an hour)
     python benchmarks/bench_scale.py --n 2000           # 2,000 and 20,000 (about ten minutes on 1 thread)
     python benchmarks/bench_scale.py --n 200 --n-pyg 20 # quick
 """
@@ -179,6 +179,8 @@ def main(argv=None) -> None:
     parser.add_argument("--part-rows", type=int, default=1024, help="rows per batch and part file (default 1024)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of part 2 (default 2)")
     parser.add_argument("--shards", type=int, default=0, help="also run this many shards at once (default: no)")
+    parser.add_argument("--n-parallel", type=int, default=None,
+                        help="molecules for the shards / Ray comparison (default: --n-memory)")
     parser.add_argument("--ray-workers", type=int, default=0,
                         help="also run the Ray backend with this many actors (default: no)")
     parser.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
@@ -222,27 +224,37 @@ def main(argv=None) -> None:
             seen["stream"].append(run_child("stream", same, out=tmp / f"memory-stream-{k}", **common))
             print(_line("runner (rows, atoms, bonds in Parquet parts)", seen["stream"][-1]), flush=True)
         mean = {key: statistics.mean(r["seconds"] for r in runs) for key, runs in seen.items()}
-        stream = {**seen["stream"][0], "seconds": mean["stream"]}
         print(f"runner / in-memory rows/s (means of the rounds): {mean['memory'] / mean['stream']:.2f} against the "
               f"bare call, {mean['memory+tables'] / mean['stream']:.2f} against the call + its tables (goal >= 0.9); "
               f"peak RSS runner / in-memory: {seen['stream'][0]['peak_mib'] / seen['memory'][0]['peak_mib']:.2f}",
               flush=True)
 
-        if args.ray_workers:
-            ray = run_child("ray", same, out=tmp / "ray", workers=args.ray_workers, **common)
-            print(_line(f"Ray Data, {args.ray_workers} actors (with ray.init; driver RSS)", ray), flush=True)
-            print(f"Ray / one process: {stream['seconds'] / ray['seconds']:.2f}x", flush=True)
-
-        if args.shards > 1:
-            print(f"\n{args.shards} shards at once against one process on the same {n_memory:,} molecules", flush=True)
+        if args.ray_workers or args.shards > 1:
+            n_par = args.n_parallel or n_memory
+            print(f"\n4. parallel: one process, {args.shards} shards at once, Ray Data with {args.ray_workers} actors, "
+                  f"on the same {n_par:,} molecules", flush=True)
+            par = same if n_par == n_memory else write_library(tmp / "parallel.smi", n_par)
+            # all three by the wall clock around the processes: start-up counts for each
             t0 = time.perf_counter()
-            processes = [run_child("stream", same, out=tmp / "shards", shard=f"{i}/{args.shards}", wait=False, **common)
-                         for i in range(args.shards)]
-            parts = [finish(p) for p in processes]
-            wall = time.perf_counter() - t0
-            rows = sum(p["rows"] for p in parts)
-            print(f"{args.shards} shards: {rows:,} rows in {wall:.1f} s wall ({rows / wall:.1f} rows/s, including "
-                  f"start-up); speed-up over one process: {stream['seconds'] / wall:.2f}x", flush=True)
+            one = run_child("stream", par, out=tmp / "parallel-one", **common)
+            one["seconds"] = time.perf_counter() - t0
+            print(_line("one process (wall, with start-up)", one), flush=True)
+            if args.shards > 1:
+                t0 = time.perf_counter()
+                processes = [run_child("stream", par, out=tmp / "shards", shard=f"{i}/{args.shards}", wait=False,
+                                       **common) for i in range(args.shards)]
+                parts = [finish(p) for p in processes]
+                wall = time.perf_counter() - t0
+                rows = sum(p["rows"] for p in parts)
+                print(f"{f'{args.shards} shards at once (wall, with start-up)':<52} {rows:>8,} rows {wall:>9.1f} s "
+                      f"{rows / wall:>8.1f} rows/s   speed-up over one process {one['seconds'] / wall:.2f}x",
+                      flush=True)
+            if args.ray_workers:
+                t0 = time.perf_counter()
+                ray = run_child("ray", par, out=tmp / "ray", workers=args.ray_workers, **common)
+                ray["seconds"] = time.perf_counter() - t0
+                print(_line(f"Ray Data, {args.ray_workers} actors (wall, with ray.init; driver RSS)", ray) +
+                      f"   speed-up over one process {one['seconds'] / ray['seconds']:.2f}x", flush=True)
 
         print(f"\n3. against PyG Explainer + CaptumExplainer('IntegratedGradients'), model {PYG_MODEL}, "
               f"{args.n_pyg:,} molecules", flush=True)
