@@ -218,3 +218,29 @@ def test_loading_by_path_and_unknown_names(tmp_path):
     (tmp_path / "broken.safetensors").write_bytes((ZOO_DIR / "gcn-benzene.safetensors").read_bytes())
     with pytest.raises(InputError, match="architecture"):
         load_model(card)
+
+
+def test_attribution_quality_takes_explicit_settings_and_expected_gradients(nci_test_split):
+    from sciattr import Settings
+    from sciattr.chem import ReferenceBaselines
+
+    model = load_model("gcn-nitro_or_nitrile")
+    featurizer = load_featurizer(model)
+    graphs, _, _ = featurize_batch(featurizer, nci_test_split)
+    task = TASKS["nitro_or_nitrile"]
+    masks = [task.true_masks(g.mol) for g in graphs]
+    negatives = [g for g, m in zip(graphs, masks) if not m][:30]
+    fixed = attribution_quality(model, graphs, masks, featurizer=featurizer, limit=5,
+                                settings=Settings(steps=32, rule="gausslegendre"))
+    assert fixed["n_scored"] == 5 and fixed["steps"] == 32 and fixed["baseline"] == "zeros"
+    per = [v for v in fixed["per_molecule"] if np.isfinite(v)]
+    assert fixed["attribution_auroc"] == pytest.approx(np.mean(per))
+    expected = attribution_quality(model, graphs, masks, featurizer=featurizer, limit=5,
+                                   settings=Settings(steps=32, rule="gausslegendre",
+                                                     baselines=ReferenceBaselines(negatives, k=2, seed=0)))
+    assert "expected gradients" in expected["baseline"] and expected["n_scored"] == 5
+    assert 0.5 < expected["attribution_auroc"] <= 1.0
+    with pytest.raises(InputError, match="Settings"):
+        attribution_quality(model, graphs, masks, settings={"steps": 32})
+    with pytest.raises(InputError, match="positive molecule"):
+        attribution_quality(model, graphs, [[] for _ in masks])
