@@ -55,6 +55,7 @@ from sciattr.chem.training import (
     train_model,
 )
 from sciattr.datasets import TASKS, load_chembl2321810, load_nci, split_indices
+from sciattr.errors import InputError
 from sciattr.zoo import ZOO_DIR, make_featurizer
 
 __all__ = ["RECIPES", "SEEDS", "all_model_names", "classification_metrics", "main", "predict", "regression_metrics",
@@ -92,7 +93,7 @@ def predict(model, graphs, chunk: int = 512) -> np.ndarray:
 def _featurized(featurizer_spec: dict, mols) -> list:
     graphs, _, errors = featurize_batch(make_featurizer(featurizer_spec), mols)
     if errors:
-        raise RuntimeError(f"featurization failed for {len(errors)} molecules, e.g. {errors[0]}")
+        raise InputError(f"expected every molecule to be featurized; {len(errors)} failed, e.g. {errors[0]}")
     return graphs
 
 
@@ -169,7 +170,7 @@ def train_classifier(name: str, data: NciData, out: Path, seeds=SEEDS, progress=
     """Train ``name`` for every seed; save the weights of seed 0 with a card holding all seeds."""
     arch, task_name = name.split("-", 1)
     if SEED not in seeds:
-        raise ValueError(f"the shipped weights are those of seed {SEED}; got seeds {list(seeds)}")
+        raise InputError(f"expected seed {SEED} among the seeds (its weights are shipped); got {list(seeds)}")
     runs = {}
     for seed in seeds:
         trained, measured = fit_classifier(arch, task_name, data, seed=seed, progress=progress)
