@@ -93,7 +93,8 @@ class Settings:
         Most replicas (example x node) per forward pass.
     memory_budget:
         Most autograd memory per pass, bytes or a string like ``"2GiB"`` (default 32 MiB on a
-        CPU, up to 4 GiB on a GPU). Results never depend on the chunking.
+        CPU, up to 4 GiB on a GPU). Results do not depend on the chunking beyond the order of
+        floating-point sums (the last bits in float32).
     store_path:
         Record ``F(gamma(alpha))`` and the interior gradients at every node.
     path:

@@ -539,7 +539,7 @@ def _poisoned_by_other_outputs(output, bad_rep, ex, alpha, labels) -> None:
 
 
 #: Bytes autograd saved per unit of input cost, by model weights and input kind (most recent last).
-#: Only chunk sizes depend on it, never results.
+#: Only chunk sizes depend on it; results only through the order of floating-point sums (last bits).
 _PROBED: collections.OrderedDict = collections.OrderedDict()
 _PROBED_MAX = 64
 

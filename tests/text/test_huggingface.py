@@ -345,16 +345,21 @@ def test_run_hf_batch_cli_rows_equal_single_texts(bert_folder, tmp_path, capsys)
 
 
 def test_hf_batch_command_line_exit_codes(bert_folder, tmp_path, capsys):
+    from sciattr.run import merge
+
     infile = tmp_path / "in.txt"
     infile.write_text("the cat\n\n")
     out = tmp_path / "out"
     assert main(["text", "--model", str(bert_folder), "--file", str(infile), "--target", "neg", "--out-dir",
-                 str(out)]) == 0
-    rows = list(csv.DictReader((out / "attributions.csv").open(encoding="utf-8")))
-    assert [(r["status"], r["target"]) for r in rows] == [("ok", "neg"), ("error", "")]
-    assert "row 1  error: expected a non-empty text" in capsys.readouterr().err
+                 str(out), "--quiet"]) == 0
+    rows = merge(out)
+    assert [(r.status, r.target if r.status == "ok" else "") for r in rows.itertuples()] == [("ok", "neg"),
+                                                                                              ("error", "")]
+    err = capsys.readouterr().err
+    assert "row 1  error: expected a non-empty text" in err and "1 of 2 rows failed" in err
     infile.write_text("\nthe cat\tweird\n")
-    assert main(["text", "--model", str(bert_folder), "--file", str(infile), "--out-dir", str(out)]) == 2
+    assert main(["text", "--model", str(bert_folder), "--file", str(infile), "--out-dir", str(tmp_path / "out2"),
+                 "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no row could be attributed: row 0: expected a non-empty text" in err and "row 1: expected" in err
 
