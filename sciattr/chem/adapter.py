@@ -194,10 +194,31 @@ class MoleculeAttribution(Attribution):
                              f"{n_tasks} attributed targets; got {target!r}")
         return values[..., int(target)]
 
-    def _mask(self, name: str, i: int) -> torch.Tensor:
+    def _mask(self, name: str, i: int) -> torch.Tensor | slice:
+        """The rows of input ``name`` that belong to molecule ``i``: a slice where the rows of each
+        molecule are contiguous and in order (always, for results of the adapters), else a mask.
+        The bounds are computed once per input, so per-molecule tables cost O(rows of the molecule)."""
         if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < self.n_examples:
             raise InputError(f"expected a molecule index in [0, {self.n_examples - 1}]; got {i!r}")
-        return self.segments[name] == int(i)
+        segments = self.segments[name]
+        cache = self.__dict__.setdefault("_row_bounds", {})
+        known = cache.get(name)
+        if known is None or known[0] is not segments:
+            seg = segments.detach().cpu()
+            ordered = bool((seg[1:] >= seg[:-1]).all()) if seg.numel() > 1 else True
+            counts = torch.bincount(seg, minlength=self.n_examples) if seg.numel() else \
+                torch.zeros(self.n_examples, dtype=torch.long)
+            starts = torch.cumsum(counts, 0) - counts
+            known = (segments, ordered, starts.tolist(), counts.tolist())
+            cache[name] = known
+        _, ordered, starts, counts = known
+        if ordered:
+            return slice(starts[int(i)], starts[int(i)] + counts[int(i)])
+        return segments == int(i)
+
+    @staticmethod
+    def _device_rows(rows, device):
+        return rows if isinstance(rows, slice) else rows.to(device)
 
     def atom_feature_values(self, i: int, target=None) -> torch.Tensor:
         """``(n_atoms,)`` feature-only attribution of each atom of molecule ``i``: its own features'
@@ -229,12 +250,12 @@ class MoleculeAttribution(Attribution):
     def link_atoms(self, i: int) -> torch.Tensor:
         """``(2, n_links)`` atom indices (within processed molecule ``i``) of its link rows."""
         index = self._link_table()[0]
-        return index[:, self._mask(self.link_name, i).to(index.device)]
+        return index[:, self._device_rows(self._mask(self.link_name, i), index.device)]
 
     def link_bonds(self, i: int) -> torch.Tensor:
         """``(n_links,)`` RDKit bond index (processed molecule) of the link rows of molecule ``i`` (-1: no bond)."""
         bond = self._link_table()[1]
-        return bond[self._mask(self.link_name, i).to(bond.device)]
+        return bond[self._device_rows(self._mask(self.link_name, i), bond.device)]
 
     def _link_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.link_index is None or self.link_bond is None:
