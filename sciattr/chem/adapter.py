@@ -367,10 +367,13 @@ class MoleculeAttribution(Attribution):
         if level not in LEVELS:
             raise InputError(f"expected level in {list(LEVELS)}; got {level!r}")
         out = []
+        # per-example quantities computed once (each is a sum over the whole batch)
+        totals = (self.forward_x, self.forward_baseline, self.delta, self.relative_gap) if level == "molecule" \
+            else None
         for i in range(self.n_examples):
             head, notes = self._head(i), self.row_notes(i)
-            if level == "molecule":
-                out.append({**head, **self._molecule_totals(i, target), "notes": notes})
+            if totals is not None:
+                out.append({**head, **self._molecule_totals(i, target, totals), "notes": notes})
                 continue
             items = {"atom": self.to_atoms, "bond": self.to_bonds, "pair": self.pair_list}[level](i, target)
             if level == "atom":
@@ -388,16 +391,18 @@ class MoleculeAttribution(Attribution):
         columns = ["molecule", "row"] + (["id"] if self.ids is not None else []) + ["smiles", "notes"]
         return pandas.DataFrame(columns=columns)
 
-    def _molecule_totals(self, i: int, target) -> dict:
+    def _molecule_totals(self, i: int, target, totals=None) -> dict:
         def pick(t):
             return float(self._task_column(t[i], target))
 
+        fx, fb, difference, relative = totals if totals is not None else \
+            (self.forward_x, self.forward_baseline, self.delta, self.relative_gap)
         atoms = float(self.atom_feature_values(i, target).sum())
         links = float(self.link_values(i, target).sum())
-        delta = pick(self.delta)
-        return {"score": pick(self.forward_x), "baseline_score": pick(self.forward_baseline), "difference": delta,
+        delta = pick(difference)
+        return {"score": pick(fx), "baseline_score": pick(fb), "difference": delta,
                 "atoms": atoms, self.link_name: links, "gap": atoms + links - delta,
-                "relative_gap": pick(self.relative_gap),
+                "relative_gap": pick(relative),
                 "baseline_warning": self.baseline_warnings[i] if i < len(self.baseline_warnings) else ""}
 
     # ------------------------------------------------------------------ storage
