@@ -27,9 +27,9 @@ Steps:
    (``TrainingRecipe(anchor_baseline="neutral")``), so that the zeros baseline is neutral by
    construction.
 
-Pictures: ``08_complete_vs_features.png`` (the same molecules coloured by complete and by
-feature-only scores) and ``08_baselines.png`` (zeros baseline, expected gradients, anchored
-model). The summary table goes to ``08_ground_truth.txt``.
+Pictures: ``08_complete.png`` and ``08_feature-only.png`` (the same molecules coloured by
+complete and by feature-only scores), ``08_expected_gradients.png`` and ``08_anchored.png``. The
+summary table goes to ``08_ground_truth.txt``.
 
 Run: ``python tutorials/08_ground_truth.py [--fast] [--out tutorials/out]`` (``--fast`` or the
 environment variable ``SCIATTR_FAST=1``: the first 2,000 NCI molecules, a smaller network,
