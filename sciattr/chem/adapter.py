@@ -97,8 +97,9 @@ _LINK_NAMES = {"pairs": "pairs", "edges": "edges"}
 #: ``|F(x) - F(x')|`` below this share of the attributions' scale ``sum |a|`` gets a BaselineWarning.
 SMALL_DIFFERENCE = 0.1
 #: A baseline whose score is within this share of ``|F(x) - F(x')|`` from the decision threshold is
-#: at the threshold (neutral), whichever side the rounding puts it on.
-AT_THRESHOLD = 0.01
+#: at the threshold (neutral), whichever side it falls on: the same 5 % as the completeness
+#: tolerance (a baseline trained to the threshold lands within a few hundredths of a logit of it).
+AT_THRESHOLD = 0.05
 #: ``|F(dummy) - F(zeros)|`` below this share of ``|F(x) - F(zeros)|``: the model cannot tell them apart.
 DUMMY_LIKE_ZEROS = 0.01
 
