@@ -56,7 +56,6 @@ summed into that bond.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import numbers
 import sys
@@ -83,6 +82,7 @@ from sciattr.chem.weave import WeaveModel
 from sciattr.core import engine as _engine
 from sciattr.core.baselines import resolve_baseline
 from sciattr.core.batching import Replicas, RowIndex
+from sciattr.core.engine import model_as_found
 from sciattr.core.targets import model_output_tensor
 from sciattr.errors import BaselineWarning, InputError, describe, require
 from sciattr.result import Attribution
@@ -497,23 +497,9 @@ def decision_threshold(model) -> float | None:
     return 0.0 if "logit" in kind else 0.5 if "probabilit" in kind else None
 
 
-@contextlib.contextmanager
-def _as_found(model):
-    """Leave a model as found: buffers (batch-norm running statistics) restored, no gradients kept."""
-    saved = []
-    if isinstance(model, torch.nn.Module) and model.training:
-        saved = [(b, b.detach().clone()) for b in model.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buf, value in saved:
-                buf.copy_(value)
-
-
 def _uses_links(model, graph: MoleculeGraph, dtype, device) -> bool:
     """Whether a PyG model's output depends differentiably on ``edge_attr`` (one probe forward)."""
-    with _as_found(model), torch.enable_grad():
+    with model_as_found(model), torch.enable_grad():
         x = graph.atoms.to(device=device, dtype=dtype)
         links = graph.links.to(device=device, dtype=dtype).requires_grad_(True)
         batch = torch.zeros(graph.n_atoms, dtype=torch.long, device=device)
@@ -657,7 +643,7 @@ class RaggedGraphs:
         """Model output ``(n_molecules, T)`` on the union with the given atom and link feature rows
         (e.g. baseline rows), without gradients; the model is left as found."""
         data, convention = self.data, self.forward.convention
-        with _as_found(model), torch.no_grad():
+        with model_as_found(model), torch.no_grad():
             if convention == "weave":
                 out = model(atoms, links, data.link_index_global, data.atom_segments, data.n)
             else:
@@ -886,7 +872,7 @@ def _check_widths(model, graph: MoleculeGraph, featurizer) -> None:
     index = graph.link_index.to(device)
     batch = torch.zeros(graph.n_atoms, dtype=torch.long, device=device)
     try:
-        with _as_found(model), torch.no_grad():
+        with model_as_found(model), torch.no_grad():
             if graph.kind == "pairs":
                 model(atoms, links, index, batch, 1)
             else:

@@ -165,7 +165,7 @@ def _warn_training(model):
 
 
 @contextlib.contextmanager
-def _model_as_found(model):
+def model_as_found(model):
     """Leave a model exactly as it was found: a model in training mode updates buffers such as
     batch-norm running statistics on every forward; they are restored afterwards (also on error)."""
     saved = []
@@ -952,7 +952,7 @@ def attribute(
     if batch_size is None and budget is None:
         budget = default_memory_budget(problem.device)
     _warn_training(model)
-    with _model_as_found(model), _safe_backward(model, problem.device):
+    with model_as_found(model), _safe_backward(model, problem.device):
         acc, attrs, steps, evaluations, estimate, code, rel, reasons, _level = _integrate(
             problem, s, batch_size, budget, labels)
     T = acc.T

@@ -245,7 +245,7 @@ def _unit_svg(unit: str, key: str) -> str:
     if mol is None:
         return ""
     try:
-        mol.UpdatePropertyCache(strict=False)
+        mol.UpdatePropertyCache(False)  # valences as drawn, unchecked
         drawer = rdMolDraw2D.MolDraw2DSVG(180, 140)
         drawer.DrawMolecule(mol)
         drawer.FinishDrawing()
