@@ -41,6 +41,8 @@ class _Attributor:
         from sciattr.run.readers import Record
         from sciattr.run.runner import write_batch
 
+        _fault_point()
+
         out = {"start": [], "end": [], "entry": []}
         for start, end, payload in zip(batch["start"], batch["end"], batch["records"]):
             records = [Record(**r) for r in json.loads(payload)]
@@ -50,6 +52,21 @@ class _Attributor:
             out["end"].append(int(end))
             out["entry"].append(json.dumps(entry))
         return out
+
+
+#: Fault injection for tests: when this environment variable names an existing file, the first actor
+#: to take a batch deletes the file and exits at once, as a worker killed mid-batch would.
+FAULT_FILE_VARIABLE = "SCIATTR_RAY_FAULT_ONCE"
+
+
+def _fault_point() -> None:
+    path = os.environ.get(FAULT_FILE_VARIABLE)
+    if path:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            return
+        os._exit(1)
 
 
 def _domain_state(domain) -> dict:

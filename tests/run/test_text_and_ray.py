@@ -26,10 +26,11 @@ def test_text_rows_tokens_and_completeness(tmp_path):
     assert "striker" in set(tokens["token"])
 
 
-def test_ray_backend_equals_the_single_process_run(tmp_path):
+def test_ray_backend_equals_the_single_process_run_also_when_a_worker_dies(tmp_path, monkeypatch):
     pytest.importorskip("rdkit")
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
+    from sciattr.run.ray_engine import FAULT_FILE_VARIABLE
     from tests.run.conftest import SMILES
 
     path = tmp_path / "lib.csv"
@@ -37,11 +38,17 @@ def test_ray_backend_equals_the_single_process_run(tmp_path):
     # one row per batch: 16 batches go to Ray in two windows of 8
     options = {"model": "w2n2-benzene", "steps": 8, "rule": "trapezoid", "progress": False, "part_rows": 1}
     explain_file(path, out_dir=tmp_path / "one", **options)
+    # the first actor to take a batch exits mid-batch (os._exit): Ray restarts it and retries the batch
+    fault = tmp_path / "kill-one-worker"
+    fault.write_text("once")
+    monkeypatch.setenv(FAULT_FILE_VARIABLE, str(fault))
     try:
         summary = explain_file(path, out_dir=tmp_path / "ray", engine="ray", workers=2, **options)
     finally:
         ray.shutdown()
+    assert not fault.exists()  # a worker did die
     assert (summary.rows, summary.ok, summary.errors) == (16, 14, 2)
+    assert sorted(merge(tmp_path / "ray", "rows")["row"].tolist()) == list(range(16))  # every row once
     for table in ("rows", "atoms", "bonds"):
         a, b = merge(tmp_path / "one", table), merge(tmp_path / "ray", table)
         assert list(a.columns) == list(b.columns) and len(a) == len(b), table
