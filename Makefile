@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/sciattr demo --out reports
+	$(BIN)/sciattr demo --out reports --force  # the demo rewrites its own report
 
 test: setup
 	$(BIN)/python -m pytest -q
