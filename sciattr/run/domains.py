@@ -405,7 +405,7 @@ class TextDomain(Domain):
             from sciattr.text.hf_report import _CliModel
 
             self.flavour = "hf"
-            self.model = _CliModel(spec, 16, self.truncate)
+            self.model = _CliModel(spec, self.settings, self.truncate)
             self._digest = _weights_digest(self.model.model)
             self._name = self._name or Path(spec).name
         else:
