@@ -61,12 +61,8 @@ def write_library(path: Path, n: int) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- children
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise OSError(f"no {field} in /proc/self/status")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_chem_pyg import _status_mib
 
 
 def child(args) -> None:

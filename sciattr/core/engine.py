@@ -781,11 +781,7 @@ def _integrate(problem: _Problem, s: Settings, batch_size, budget, labels):
             steps[redo] = k
             evaluations[redo] += alphas.shape[0]
             attrs = integral.attributions(steps)
-            if level.nested:
-                coarse = integral.coarse_attributions(steps)
-                est_all = integral.difference(attrs, coarse if coarse is not None else previous)
-            else:
-                est_all = integral.difference(attrs, previous)
+            est_all = integral.difference(attrs, previous)  # the change over the last doubling
             estimate[redo] = est_all[redo]
             history.append(estimate.clone())
             met, code, rel = _check(integral, attrs, tol)

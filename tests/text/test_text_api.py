@@ -11,27 +11,11 @@ import torch
 
 from sciattr.errors import InputError, SciAttrError
 from sciattr.settings import Settings
-from sciattr.text.classifier import LSTMTopicClassifier, classifier_attribution
-from sciattr.text.corpus import EOS, PAD, UNK, Vocabulary
-from sciattr.text.lstm_lm import LSTMLanguageModel, lm_attribution, lm_report
+from sciattr.text.classifier import classifier_attribution
+from sciattr.text.corpus import PAD, UNK
+from sciattr.text.lstm_lm import lm_attribution, lm_report
 from sciattr.text.report import read_batch_file
 from sciattr.zoo.text_models import ZOO_TEXT, load_lstm_lm, load_topic_classifier
-
-WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "more", "than"]
-
-
-@pytest.fixture(scope="module")
-def lm():
-    torch.manual_seed(0)
-    vocab = Vocabulary([UNK, EOS] + WORDS)
-    return LSTMLanguageModel(len(vocab), 6, 6, dropout=0.0).double().eval(), vocab
-
-
-@pytest.fixture(scope="module")
-def classifier():
-    torch.manual_seed(0)
-    vocab = Vocabulary([PAD, UNK] + WORDS)
-    return LSTMTopicClassifier(len(vocab), ["business", "sports"], 6, 6, dropout=0.0).double().eval(), vocab
 
 
 def test_settings_object_and_keywords_give_the_same_numbers(classifier):

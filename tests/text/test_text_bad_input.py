@@ -3,30 +3,14 @@
 import warnings
 
 import pytest
-import torch
 
 from sciattr.errors import InputError
-from sciattr.text.classifier import LSTMTopicClassifier, classifier_attribution
-from sciattr.text.corpus import EOS, PAD, UNK, Vocabulary, encode_texts
-from sciattr.text.lstm_lm import LSTMLanguageModel, lm_attribution
+from sciattr.text.classifier import classifier_attribution
+from sciattr.text.corpus import UNK, Vocabulary, encode_texts
+from sciattr.text.lstm_lm import lm_attribution
 from sciattr.text.report import attribute_texts, read_batch_file
 from sciattr.zoo.text_models import TextModel
-
-WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "more", "than"]
-
-
-@pytest.fixture(scope="module")
-def lm():
-    torch.manual_seed(0)
-    vocab = Vocabulary([UNK, EOS] + WORDS)
-    return LSTMLanguageModel(len(vocab), 6, 6, dropout=0.0).double().eval(), vocab
-
-
-@pytest.fixture(scope="module")
-def classifier():
-    torch.manual_seed(0)
-    vocab = Vocabulary([PAD, UNK] + WORDS)
-    return LSTMTopicClassifier(len(vocab), ["business", "sports"], 6, 6, dropout=0.0).double().eval(), vocab
+from tests.text.conftest import WORDS
 
 
 def test_encode_texts_reports_each_bad_row():
