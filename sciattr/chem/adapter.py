@@ -109,6 +109,8 @@ DUMMY_LIKE_ZEROS = 0.01
 ATOM_VIEWS = ("complete", "features")
 #: Levels of :meth:`MoleculeAttribution.table` and :meth:`MoleculeAttribution.to_dataframe`.
 LEVELS = ("molecule", "atom", "bond", "pair")
+#: RDKit bond type -> its lower-case name (``"single"``, ``"aromatic"``, ...), filled as met.
+_BOND_TYPE_NAMES: dict = {}
 
 
 @dataclass(repr=False)
@@ -347,6 +349,87 @@ class MoleculeAttribution(Attribution):
                  "attribution": values[b.GetIdx()]}
                 for b in self.molecules[i].GetBonds()]
 
+    # ------------------------------------------------------------------ whole-batch columns
+    def _ordered_starts(self, name: str) -> list[int] | None:
+        """Start row of every molecule in input ``name`` when the rows are grouped by molecule in
+        order (always, for results of the adapters); ``None`` otherwise."""
+        if self.n_examples == 0:
+            return []
+        self._mask(name, 0)  # fills the bounds cache
+        _, ordered, starts, _ = self.__dict__["_row_bounds"][name]
+        return list(starts) if ordered else None
+
+    def atom_columns(self, target=None) -> dict[str, list]:
+        """Every atom of every molecule as columns of equal length, molecule by molecule (processed
+        atom order): ``molecule``, ``atom`` (input atom index), ``element``, ``atom_score`` (complete
+        score) and ``feature_attribution`` (feature-only view). The same numbers as
+        :meth:`to_atoms` for each molecule, computed for the whole batch at once."""
+        starts = self._ordered_starts(ATOMS)
+        link_starts = self._ordered_starts(self.link_name)
+        molecules = self.molecules
+        counts = [m.GetNumAtoms() for m in molecules]
+        if starts is None or link_starts is None or sum(counts) != self.attributions[ATOMS].shape[0]:
+            parts = [self.to_atoms(i, target) for i in range(self.n_examples)]
+            return {"molecule": [i for i, part in enumerate(parts) for _ in part],
+                    "atom": [a["index"] for part in parts for a in part],
+                    "element": [a["symbol"] for part in parts for a in part],
+                    "atom_score": [a["atom_score"] for part in parts for a in part],
+                    "feature_attribution": [a["feature_attribution"] for part in parts for a in part]}
+        features = self._task_column(self.attributions[ATOMS].sum(1), target)
+        links = self._task_column(self.attributions[self.link_name].sum(1), target)
+        index, _ = self._link_table()
+        offsets = torch.tensor(starts, dtype=torch.long, device=index.device)[
+            self.segments[self.link_name].to(index.device)]
+        ends = (index + offsets).to(features.device)
+        half = 0.5 * links
+        complete = features.index_add(0, ends[0], half).index_add(0, ends[1], half)
+        molecule = [i for i, n in enumerate(counts) for _ in range(n)]
+        source: list[int] = []
+        element: list[str] = []
+        for i, mol in enumerate(molecules):
+            source += self.input_atoms(i)
+            get = mol.GetAtomWithIdx
+            element += [get(k).GetSymbol() for k in range(counts[i])]
+        return {"molecule": molecule, "atom": source, "element": element,
+                "atom_score": complete.detach().double().cpu().tolist(),
+                "feature_attribution": features.detach().double().cpu().tolist()}
+
+    def bond_columns(self, target=None) -> dict[str, list]:
+        """Every bond of every molecule as columns, molecule by molecule: ``molecule``, ``bond``,
+        ``begin``, ``end`` (input numbering), ``bond_type`` and ``attribution`` -- the numbers of
+        :meth:`to_bonds` for the whole batch at once."""
+        link_starts = self._ordered_starts(self.link_name)
+        molecules = self.molecules
+        counts = [m.GetNumBonds() for m in molecules]
+        if link_starts is None:
+            parts = [self.to_bonds(i, target) for i in range(self.n_examples)]
+            columns: dict[str, list] = {"molecule": [i for i, part in enumerate(parts) for _ in part]}
+            for key in ("bond", "begin", "end", "bond_type", "attribution"):
+                columns[key] = [b[key] for part in parts for b in part]
+            return columns
+        links = self._task_column(self.attributions[self.link_name].sum(1), target)
+        _, bond = self._link_table()
+        firsts = torch.tensor([0, *counts], dtype=torch.long).cumsum(0)[:-1].to(bond.device)
+        global_bond = bond + firsts[self.segments[self.link_name].to(bond.device)]
+        keep = (bond >= 0).to(links.device)
+        values = links.new_zeros(sum(counts)).index_add_(0, global_bond.to(links.device)[keep], links[keep])
+        columns = {"molecule": [i for i, n in enumerate(counts) for _ in range(n)], "bond": [], "begin": [],
+                   "end": [], "bond_type": [], "attribution": values.detach().double().cpu().tolist()}
+        for i, mol in enumerate(molecules):
+            source, bond_source = self.input_atoms(i), self.input_bonds(i)
+            get = mol.GetBondWithIdx
+            for k in range(counts[i]):
+                b = get(k)
+                columns["bond"].append(bond_source[k])
+                columns["begin"].append(source[b.GetBeginAtomIdx()])
+                columns["end"].append(source[b.GetEndAtomIdx()])
+                kind = b.GetBondType()
+                name = _BOND_TYPE_NAMES.get(kind)
+                if name is None:
+                    name = _BOND_TYPE_NAMES[kind] = str(kind).lower()
+                columns["bond_type"].append(name)
+        return columns
+
     def _head(self, i: int) -> dict:
         head = {"molecule": i, "row": self.rows[i]}
         if self.ids is not None:
@@ -371,6 +454,10 @@ class MoleculeAttribution(Attribution):
         # per-example quantities computed once (each is a sum over the whole batch)
         totals = (self.forward_x, self.forward_baseline, self.delta, self.relative_gap) if level == "molecule" \
             else None
+        if level in ("atom", "bond"):
+            columns = self._level_columns(level, target)
+            names = list(columns)
+            return [dict(zip(names, values)) for values in zip(*columns.values())]
         for i in range(self.n_examples):
             head, notes = self._head(i), self.row_notes(i)
             if totals is not None:
@@ -386,11 +473,31 @@ class MoleculeAttribution(Attribution):
         """:meth:`table` as a ``pandas.DataFrame`` (needs pandas). Every line has the input ``row``
         (and ``id`` where given)."""
         pandas = require("pandas", "pandas")
+        if level in ("atom", "bond") and self.n_examples:
+            return pandas.DataFrame(self._level_columns(level, target))
         rows = self.table(level, target)
         if rows:
             return pandas.DataFrame(rows)
         columns = ["molecule", "row"] + (["id"] if self.ids is not None else []) + ["smiles", "notes"]
         return pandas.DataFrame(columns=columns)
+
+    def _level_columns(self, level: str, target) -> dict[str, list]:
+        """The columns of :meth:`table` at ``level`` "atom" or "bond", in its order of keys."""
+        if level == "atom":
+            found = self.atom_columns(target)
+            chosen = found["atom_score"]
+            parts = {"atom": found["atom"], "symbol": found["element"], "attribution": chosen,
+                     "atom_score": found["atom_score"], "feature_attribution": found["feature_attribution"]}
+        else:
+            found = self.bond_columns(target)
+            parts = {key: found[key] for key in ("bond", "begin", "end", "bond_type", "attribution")}
+        molecule = found["molecule"]
+        heads = [self._head(i) for i in range(self.n_examples)]
+        notes = [self.row_notes(i) for i in range(self.n_examples)]
+        columns: dict[str, list] = {key: [heads[i][key] for i in molecule] for key in (heads[0] if heads else {})}
+        columns.update(parts)
+        columns["notes"] = [notes[i] for i in molecule]
+        return columns
 
     def _molecule_totals(self, i: int, target, totals=None) -> dict:
         def pick(t):

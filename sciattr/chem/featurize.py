@@ -66,6 +66,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -238,25 +239,53 @@ _NOISE = re.compile(r"^(moving to the beginning of the next molecule|[~^\s]+|"
                     r"SMILES Parse Error: Failed parsing SMILES .* for input: .*)$")
 
 
+class _Capture(logging.Filter):
+    """Installed once on the ``rdkit`` logger: a record logged by a thread inside
+    :func:`rdkit_messages` goes to that block's collector and no further (neither printed nor
+    propagated); records of other threads pass as usual. Threads capture independently, so
+    molecules read in a worker thread keep their own messages."""
+
+    def filter(self, record):
+        stack = getattr(_CAPTURING, "stack", None)
+        if stack:
+            stack[-1].emit(record)
+            return False
+        return True
+
+
+_CAPTURING = threading.local()
+_CAPTURE_FILTER = _Capture()
+
+
 @contextlib.contextmanager
 def rdkit_messages():
     """Capture RDKit's log messages (warnings and errors) inside the block: yields a list that
-    fills with them, timestamps removed, instead of letting RDKit print to stderr."""
-    handler = _RDKitLog()
+    fills with them, timestamps removed, instead of letting RDKit print to stderr. Only this
+    thread's messages are collected (blocks in several threads at once are independent)."""
+    collector = _RDKitLog()
     logger = logging.getLogger("rdkit")
-    _rdBase.LogToPythonLogger()  # recent RDKit's default: its own stderr handler on this logger
-    others = list(logger.handlers)
-    for other in others:  # held back while the messages are collected, then put back
-        logger.removeHandler(other)
-    logger.addHandler(handler)
-    propagate, logger.propagate = logger.propagate, False
+    _rdBase.LogToPythonLogger()  # recent RDKit's default; messages reach the logger from the thread that logs
+    if _CAPTURE_FILTER not in logger.filters:
+        logger.addFilter(_CAPTURE_FILTER)
+    stack = _CAPTURING.__dict__.setdefault("stack", [])
+    stack.append(collector)
     try:
-        yield handler.messages
+        yield collector.messages
     finally:
-        logger.removeHandler(handler)
-        for other in others:
-            logger.addHandler(other)
-        logger.propagate = propagate
+        stack.pop()
+
+
+def atoms_of(mol) -> list:
+    """The atoms of ``mol`` as a list, fetched by index (RDKit's ``GetAtoms()`` sequence checks its
+    length twice per item from Python, which makes it about twice as slow)."""
+    get = mol.GetAtomWithIdx
+    return [get(k) for k in range(mol.GetNumAtoms())]
+
+
+def bonds_of(mol) -> list:
+    """The bonds of ``mol`` as a list, fetched by index (see :func:`atoms_of`)."""
+    get = mol.GetBondWithIdx
+    return [get(k) for k in range(mol.GetNumBonds())]
 
 
 def _parse_smiles(text: str):
@@ -315,7 +344,7 @@ def _largest_fragment(mol, mode: str, notes: list[str]):
     sizes = [f.GetNumHeavyAtoms() for f in frags]
     keep = int(np.argmax(sizes))
     removed = [Chem.MolToSmiles(f) for k, f in enumerate(frags) if k != keep]
-    left = sorted(a.GetIntProp(_SOURCE_PROP) for k, f in enumerate(frags) if k != keep for a in f.GetAtoms())
+    left = sorted(a.GetIntProp(_SOURCE_PROP) for k, f in enumerate(frags) if k != keep for a in atoms_of(f))
     notes.append(f"kept the largest fragment; left out {', '.join(removed)} (input atoms {_ranges(left)})")
     return frags[keep]
 
@@ -353,12 +382,12 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
     if mol.HasProp(_RDKIT_PROP):
         notes.append(f"RDKit: {mol.GetProp(_RDKIT_PROP)}")
     n_input, n_input_bonds = mol.GetNumAtoms(), mol.GetNumBonds()
-    for atom in mol.GetAtoms():
+    for atom in atoms_of(mol):
         atom.SetIntProp(_SOURCE_PROP, atom.GetIdx())
-    for bond in mol.GetBonds():
+    for bond in bonds_of(mol):
         bond.SetIntProp(_SOURCE_PROP, bond.GetIdx())
     mol = _largest_fragment(mol, fragments, notes)
-    kept_before = [a.GetIntProp(_SOURCE_PROP) for a in mol.GetAtoms()]
+    kept_before = [a.GetIntProp(_SOURCE_PROP) for a in atoms_of(mol)]
     with rdkit_messages() as said:
         try:
             mol = Chem.AddHs(mol) if hydrogens == "explicit" else Chem.RemoveHs(mol)
@@ -366,8 +395,9 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
             raise InputError(f"expected a sanitizable molecule; got {_input_text(mol)!r} (RDKit: {exc})") from None
     if said:
         notes.append(f"RDKit: {'; '.join(said)}")
+    atoms = atoms_of(mol)
     if hydrogens == "implicit":
-        now = {a.GetIntProp(_SOURCE_PROP) for a in mol.GetAtoms() if a.HasProp(_SOURCE_PROP)}
+        now = {a.GetIntProp(_SOURCE_PROP) for a in atoms if a.HasProp(_SOURCE_PROP)}
         gone = sorted(set(kept_before) - now)
         if gone:
             notes.append(f"explicit hydrogens left out as atoms (input atoms {_ranges(gone)})")
@@ -375,22 +405,22 @@ def prepare_molecule(item: MoleculeInput, *, hydrogens: str = "implicit", fragme
         raise InputError(f"expected a molecule with at least one heavy atom; got {Chem.MolToSmiles(mol)!r}")
     if mol.GetNumAtoms() > max_atoms:
         raise InputError(f"expected at most {max_atoms} atoms per molecule; got {mol.GetNumAtoms()}")
-    added = [a for a in mol.GetAtoms() if not a.HasProp(_SOURCE_PROP)]
+    added = [a for a in atoms if not a.HasProp(_SOURCE_PROP)]
     if added:  # hydrogens added by hydrogens="explicit": numbered after the input's own atoms and bonds
         for k, atom in enumerate(added):
             atom.SetIntProp(_SOURCE_PROP, n_input + k)
-        for k, bond in enumerate(b for b in mol.GetBonds() if not b.HasProp(_SOURCE_PROP)):
+        for k, bond in enumerate(b for b in bonds_of(mol) if not b.HasProp(_SOURCE_PROP)):
             bond.SetIntProp(_SOURCE_PROP, n_input_bonds + k)
         notes.append(f"hydrogens added as atoms {_ranges(range(n_input, n_input + len(added)))} "
                      f"(numbered after the input's {n_input} atoms)")
-    source = [a.GetIntProp(_SOURCE_PROP) for a in mol.GetAtoms()]
+    source = [a.GetIntProp(_SOURCE_PROP) for a in atoms]
     mol.SetIntProp("_sciattr_input_atoms", n_input + len(added))
     return mol, torch.tensor(source, dtype=torch.long), tuple(notes)
 
 
 def source_bonds(mol) -> list[int]:
     """Input bond index of each bond of a prepared molecule (bonds to added hydrogens: after the input's bonds)."""
-    return [b.GetIntProp(_SOURCE_PROP) if b.HasProp(_SOURCE_PROP) else -1 for b in mol.GetBonds()]
+    return [b.GetIntProp(_SOURCE_PROP) if b.HasProp(_SOURCE_PROP) else -1 for b in bonds_of(mol)]
 
 
 def unrepresented(mol, represents: frozenset, source=None) -> list[str]:
@@ -405,7 +435,7 @@ def unrepresented(mol, represents: frozenset, source=None) -> list[str]:
         return f"input atom{'s' if len(ids) > 1 else ''} {_ranges(ids)}"
 
     found: dict[str, list[int]] = {}
-    for atom in mol.GetAtoms():
+    for atom in atoms_of(mol):
         k, charge = atom.GetIdx(), atom.GetFormalCharge()
         if charge and ("charge" not in represents or abs(charge) > 2):
             found.setdefault("formal charge", []).append(k)
@@ -465,10 +495,13 @@ def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
 
 def _code(value, choices: Sequence) -> int:
     """Index of ``value`` in ``choices``; ``len(choices)`` (the "other" column) if absent."""
-    try:
-        return list(choices).index(value)
-    except ValueError:
-        return len(choices)
+    codes = _CODES.get(id(choices))
+    if codes is None or codes[0] is not choices:
+        codes = _CODES[id(choices)] = (choices, {v: k for k, v in reversed(list(enumerate(choices)))})
+    return codes[1].get(value, len(choices))
+
+
+_CODES: dict[int, tuple] = {}
 
 
 def _names(prefix: str, labels: Sequence) -> list[str]:
@@ -486,7 +519,7 @@ _DISTANCE_NAMES = _names("distance", (*range(1, DISTANCE_BINS), f"{DISTANCE_BINS
 
 
 def _element_codes(mol) -> np.ndarray:
-    return np.array([_code(a.GetSymbol(), ELEMENTS) for a in mol.GetAtoms()], dtype=np.int64)
+    return np.array([_code(a.GetSymbol(), ELEMENTS) for a in atoms_of(mol)], dtype=np.int64)
 
 
 def _simple_atom_features(mol) -> np.ndarray:
@@ -520,7 +553,7 @@ def _full_atom_features(mol) -> np.ndarray:
     columns: dict[str, list[int]] = {"degree": [], "valence": [], "charge": [], "hyb": [], "hyd": []}
     flags = np.zeros((n, 2), dtype=np.float32)  # aromatic, in_ring
     ring = np.zeros((n, 6), dtype=np.float32)
-    for atom in mol.GetAtoms():
+    for atom in atoms_of(mol):
         i = atom.GetIdx()
         columns["degree"].append(_clip_code(atom.GetDegree(), 0, 6))
         columns["valence"].append(_clip_code(atom.GetTotalValence(), 0, 7))
@@ -539,7 +572,19 @@ def _full_atom_features(mol) -> np.ndarray:
 
 
 def _bond_code(bond) -> int:
-    return 1 + _code(str(bond.GetBondType()), _BOND_TYPES)  # 0 is "none"
+    kind = bond.GetBondType()
+    code = _BOND_CODES.get(kind)
+    if code is None:
+        code = _BOND_CODES[kind] = 1 + _code(str(kind), _BOND_TYPES)  # 0 is "none"
+    return code
+
+
+_BOND_CODES: dict = {}
+
+
+def _bond_codes(mol) -> np.ndarray:
+    """``(n_bonds,)`` bond code (1 + type column) of every bond of ``mol``."""
+    return np.array([_bond_code(b) for b in bonds_of(mol)], dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------------- pairs and edges
@@ -563,15 +608,17 @@ def _pair_table(mol, max_distance: int | None, max_links: int):
         raise InputError(f"expected at most {max_links} atom pairs per molecule; got {i.shape[0]} "
                          f"({n} atoms, max_distance={max_distance}); pass a smaller max_distance")
     bond_of = np.full((n, n), -1, dtype=np.int64)
-    for bond in mol.GetBonds():
+    get = mol.GetBondWithIdx
+    for k in range(mol.GetNumBonds()):
+        bond = get(k)
         a, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        bond_of[a, b] = bond_of[b, a] = bond.GetIdx()
+        bond_of[a, b] = bond_of[b, a] = k
     return i, j, d, bond_of[i, j]
 
 
 def _pair_bond_block(mol, bonds: np.ndarray) -> np.ndarray:
-    codes = np.array([_bond_code(mol.GetBondWithIdx(int(b))) if b >= 0 else 0 for b in bonds], dtype=np.int64)
-    return _one_hot(codes, len(_BOND_NAMES))
+    per_bond = np.concatenate([_bond_codes(mol), np.zeros(1, dtype=np.int64)])  # index -1: no bond
+    return _one_hot(per_bond[bonds], len(_BOND_NAMES))
 
 
 def _distance_block(d: np.ndarray) -> np.ndarray:
@@ -589,8 +636,8 @@ def _same_ring(mol, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def _conjugated(mol, bonds: np.ndarray) -> np.ndarray:
-    flags = [mol.GetBondWithIdx(int(b)).GetIsConjugated() if b >= 0 else False for b in bonds]
-    return np.array(flags, dtype=np.float32).reshape(-1, 1)
+    per_bond = np.array([b.GetIsConjugated() for b in bonds_of(mol)] + [False], dtype=np.float32)  # -1: no bond
+    return per_bond[bonds].reshape(-1, 1)
 
 
 # ---------------------------------------------------------------------------------------- featurizers
@@ -624,7 +671,7 @@ class _Featurizer:
         notes = notes + tuple(unrepresented(mol, self.represents, source.tolist()))
         atoms = self._atom_features(mol)
         links, index, bonds = self._links(mol)
-        if any(_bond_code(b) == len(_BOND_TYPES) + 1 for b in mol.GetBonds()):
+        if (_bond_codes(mol) == len(_BOND_TYPES) + 1).any():
             notes = notes + ("bond(s) of unusual order featurized as bond=other",)
         return MoleculeGraph(
             mol=mol, smiles=Chem.MolToSmiles(mol), atoms=torch.from_numpy(atoms),
@@ -770,7 +817,7 @@ class PyGFeaturizer(_Featurizer):
         return _full_atom_features(mol) if self.atoms == "full" else _simple_atom_features(mol)
 
     def _links(self, mol):
-        bonds = list(mol.GetBonds())
+        bonds = list(bonds_of(mol))
         if 2 * len(bonds) > self.max_links:
             raise InputError(f"expected at most {self.max_links} edges per molecule; got {2 * len(bonds)}")
         feats = np.zeros((2 * len(bonds), len(_EDGE_NAMES)), dtype=np.float32)

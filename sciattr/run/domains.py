@@ -12,7 +12,6 @@ here; if their signatures change, this module is what adapts.
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import os
 import re
@@ -25,12 +24,12 @@ import numpy as np
 import torch
 
 from sciattr.errors import BaselineWarning, ConvergenceWarning, InputError, SciAttrError, describe
+from sciattr.run.output import Details, extend_details
 from sciattr.run.readers import Record
 from sciattr.settings import Settings
 
 __all__ = ["Domain", "MoleculeDomain", "TextDomain", "make_domain"]
 
-_SOURCE_PROP = "_sciattr_source_atom"  # set by sciattr.chem.featurize.prepare_molecule on every input atom
 
 
 def _scalar(value, task) -> float:
@@ -131,8 +130,9 @@ class Domain:
         return self._name or "model"
 
     # -------------------------------------------------------------- attribution
-    def attribute(self, records: Sequence[Record]) -> tuple[list[dict], list[dict], Any]:
-        """Rows (one per record, in order), detail rows, and what pictures need (or ``None``).
+    def attribute(self, records: Sequence[Record]) -> tuple[list[dict], Details, Any]:
+        """Rows (one per record, in order), the detail tables as columns (``{"atoms": {"row": [...],
+        ...}, ...}``), and what pictures need (or ``None``).
 
         Convergence and baseline warnings are not raised per batch (they would name rows by their
         place in the batch): each row carries them, in ``converged`` and ``notes``.
@@ -142,23 +142,23 @@ class Domain:
             warnings.simplefilter("ignore", BaselineWarning)
             return self._attribute_rows(records)
 
-    def _attribute_rows(self, records: Sequence[Record]) -> tuple[list[dict], list[dict], Any]:
+    def _attribute_rows(self, records: Sequence[Record]) -> tuple[list[dict], Details, Any]:
         self.load()
         rows = [self._error_row(r, r.error) if r.error else None for r in records]
         todo = [k for k, r in enumerate(records) if not r.error]
-        details: list[dict] = []
+        details: Details = {}
         extra = None
         if todo:
             try:
                 done, details, extra = self._attribute([records[k] for k in todo])
             except SciAttrError:
                 # the batch failed as a whole (e.g. no row usable): each row alone gives its own reason
-                done, details, extra = [], [], None
+                done, details, extra = [], {}, None
                 for k in todo:
                     try:
                         one, one_details, _ = self._attribute([records[k]])
                         done.append(one[0])
-                        details += one_details
+                        extend_details(details, one_details)
                     except SciAttrError as exc:
                         done.append(self._error_row(records[k], _one_row_reason(str(exc))))
                     except Exception as exc:  # noqa: BLE001 -- a model failure on this row only: reported on the row
@@ -167,7 +167,7 @@ class Domain:
                 rows[k] = row
         return rows, details, extra
 
-    def _attribute(self, records: Sequence[Record]) -> tuple[list[dict], list[dict], Any]:  # pragma: no cover
+    def _attribute(self, records: Sequence[Record]) -> tuple[list[dict], Details, Any]:  # pragma: no cover
         raise NotImplementedError
 
     @staticmethod
@@ -177,35 +177,15 @@ class Domain:
 
 
 # ======================================================================================== molecules
-class _RDKitLog(logging.Handler):
-    """Collects what RDKit logs while a record is parsed."""
-
-    def __init__(self):
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        text = " ".join(record.getMessage().split())
-        if text:
-            self.messages.append(text)
-
-
 def _parse_molblock(block: str):
     """``(mol, rdkit_messages)`` of an SDF record (``mol`` is None when RDKit refuses it)."""
-    from rdkit import Chem, rdBase
+    from rdkit import Chem
 
-    handler = _RDKitLog()
-    logger = logging.getLogger("rdkit")
-    rdBase.LogToPythonLogger()
-    logger.addHandler(handler)
-    propagate, logger.propagate = logger.propagate, False
-    try:
+    from sciattr.chem.featurize import rdkit_messages
+
+    with rdkit_messages() as said:
         mol = Chem.MolFromMolBlock(block, removeHs=False)
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-        rdBase.LogToCppStreams()
-    return mol, [m.split("]", 1)[-1].strip() if m.startswith("[") else m for m in handler.messages]
+    return mol, list(said)
 
 
 class MoleculeDomain(Domain):
@@ -265,9 +245,8 @@ class MoleculeDomain(Domain):
         rows: list[dict | None] = [None] * len(records)
         for k, message in failed.items():
             rows[k] = self._error_row(records[k], message)
-        details: list[dict] = []
         if not keep:
-            return rows, details, None
+            return rows, {}, None
         res = explain_molecules(self.model, [items[k] for k in keep], featurizer=self.featurizer, target=self.target,
                                 settings=self.settings)
         task = result_column(res, self.target)
@@ -280,20 +259,10 @@ class MoleculeDomain(Domain):
         baseline_scores = _column_values(res.forward_baseline, task)
         gaps = _column_values(res.completeness_gap, task)
         relative = _column_values(res.relative_gap, task)
-        for i, position in enumerate(res.rows):
-            k = keep[position]
-            record = records[k]
-            mol = res.molecules[i]
-            own = _atom_features(res, i, task)
-            score = _atom_scores(res, i, task)
-            source = _source_atoms(res, i, mol)
-            for a, atom in enumerate(mol.GetAtoms()):
-                details.append({"row": record.row, "id": record.id, "atom": source[a], "element": atom.GetSymbol(),
-                                "attribution": own[a], "score": score[a]})
-            for bond in res.to_bonds(i, task):
-                details.append({"_table": "bonds", "row": record.row, "id": record.id,
-                                "begin": int(bond["begin"]), "end": int(bond["end"]),
-                                "bond_type": bond["bond_type"], "attribution": float(bond["attribution"])})
+        inputs = [records[keep[position]] for position in res.rows]
+        details = _molecule_details(res, task, [r.row for r in inputs], [r.id for r in inputs])
+        for i, record in enumerate(inputs):
+            k = keep[res.rows[i]]
             notes = list(parse_notes[k]) + list(res.notes[i] if i < len(res.notes) else ())
             warned = getattr(res, "baseline_warnings", None)
             if warned and i < len(warned) and warned[i]:
@@ -346,29 +315,19 @@ def _column_values(values, task) -> list[float]:
     return array.tolist()
 
 
-def _atom_features(res, i: int, task) -> list[float]:
-    """The atom's own attribution: its feature vector's share (no pair/edge halves)."""
-    if hasattr(res, "atom_feature_values"):
-        return res.atom_feature_values(i, task).detach().double().cpu().tolist()
-    return res.atom_values(i, task).detach().double().cpu().tolist()
-
-
-def _atom_scores(res, i: int, task) -> list[float]:
-    """The complete atom score: own features plus half of every pair or edge of the atom."""
-    if hasattr(res, "atom_scores"):
-        return res.atom_scores(i, task).detach().double().cpu().tolist()
-    from sciattr.chem.substructures import atom_scores
-
-    return np.asarray(atom_scores(res, i, task), dtype=float).tolist()
-
-
-def _source_atoms(res, i: int, mol) -> list[int]:
-    """Input atom index of each atom of processed molecule ``i``."""
-    maps = getattr(res, "source_atoms", None)
-    if maps is not None and i < len(maps) and maps[i] is not None:
-        values = maps[i]
-        return [int(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
-    return [a.GetIntProp(_SOURCE_PROP) if a.HasProp(_SOURCE_PROP) else a.GetIdx() for a in mol.GetAtoms()]
+def _molecule_details(res, task, rows: list[int], ids: list) -> dict[str, dict[str, list]]:
+    """The ``atoms`` and ``bonds`` tables of a batch result as columns (input numbering): example
+    ``i`` of ``res`` is input row ``rows[i]`` with id ``ids[i]``."""
+    atoms = res.atom_columns(task)
+    bonds = res.bond_columns(task)
+    return {
+        "atoms": {"row": [rows[i] for i in atoms["molecule"]], "id": [ids[i] for i in atoms["molecule"]],
+                  "atom": atoms["atom"], "element": atoms["element"],
+                  "attribution": atoms["feature_attribution"], "score": atoms["atom_score"]},
+        "bonds": {"row": [rows[i] for i in bonds["molecule"]], "id": [ids[i] for i in bonds["molecule"]],
+                  "begin": bonds["begin"], "end": bonds["end"], "bond_type": bonds["bond_type"],
+                  "attribution": bonds["attribution"]},
+    }
 
 
 # ======================================================================================== texts
@@ -432,7 +391,7 @@ class TextDomain(Domain):
         from sciattr.text.report import _one_example, _summary
 
         rows: list[dict | None] = [None] * len(records)
-        details: list[dict] = []
+        details: Details = {}
         groups: dict[bool, list[int]] = {}
         for k, r in enumerate(records):
             target = r.target if r.target is not None else self.target
@@ -451,9 +410,12 @@ class TextDomain(Domain):
                 k = members[position]
                 record = records[k]
                 summary = _summary(_one_example(res, i))
-                for p, (token, value) in enumerate(zip(summary["tokens"], summary["attributions"])):
-                    details.append({"row": record.row, "id": record.id, "position": p, "token": str(token),
-                                    "attribution": float(value)})
+                tokens = [str(token) for token in summary["tokens"]]
+                values = [float(value) for value in summary["attributions"]][:len(tokens)]
+                tokens = tokens[:len(values)]
+                extend_details(details, {"tokens": {"row": [record.row] * len(tokens), "id": [record.id] * len(tokens),
+                                                    "position": list(range(len(tokens))), "token": tokens,
+                                                    "attribution": values}})
                 steps = summary.get("steps")
                 evaluations = _per_example(res, "evaluations", i, steps)
                 converged = _per_example(res, "converged", i)

@@ -29,8 +29,8 @@ from typing import Any
 
 from sciattr.errors import InputError, require
 
-__all__ = ["ATOM_COLUMNS", "BOND_COLUMNS", "ROW_COLUMNS", "SCHEMA_VERSION", "TEXT_ROW_COLUMNS", "TOKEN_COLUMNS", "completed_ranges",
-           "merge", "read_manifest", "read_table"]
+__all__ = ["ATOM_COLUMNS", "BOND_COLUMNS", "ROW_COLUMNS", "SCHEMA_VERSION", "TEXT_ROW_COLUMNS", "TOKEN_COLUMNS", "Details",
+           "completed_ranges", "merge", "read_manifest", "read_table"]
 
 #: Version of the output schema, stored in every Parquet file's metadata and in the manifest.
 SCHEMA_VERSION = "1"
@@ -93,24 +93,43 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_part(folder: Path, kind: str, table: str, rows: list[dict], start: int, end: int, fmt: str) -> Path:
-    """Write one part file atomically; returns its path."""
+#: Detail tables of a batch as columns: ``{"atoms": {"row": [...], "atom": [...], ...}, "bonds": ...}``.
+Details = dict[str, dict[str, list]]
+
+
+def extend_details(into: Details, more: Details) -> Details:
+    """Append the columns of ``more`` to those of ``into`` (table by table); returns ``into``."""
+    for table, columns in more.items():
+        found = into.setdefault(table, {})
+        for name, values in columns.items():
+            found.setdefault(name, []).extend(values)
+    return into
+
+
+def write_part(folder: Path, kind: str, table: str, rows: list[dict] | dict[str, list], start: int, end: int,
+               fmt: str) -> Path:
+    """Write one part file atomically; returns its path. ``rows``: one dict per row, or the
+    table's columns (a column left out is null)."""
     folder.mkdir(parents=True, exist_ok=True)
     columns = columns_of(kind, table)
     path = folder / f"part-{start:010d}-{end:010d}.{fmt}"
     tmp = folder / f".tmp-{uuid.uuid4().hex}-{path.name}"
+    if isinstance(rows, dict):
+        n = max((len(v) for v in rows.values()), default=0)
+        data = {name: rows.get(name, [None] * n) for name, _ in columns}
+    else:
+        data = {name: [r.get(name) for r in rows] for name, _ in columns}
     if fmt == "parquet":
         pa = require("pyarrow", "scale")
         pq = require("pyarrow.parquet", "scale")
         schema = arrow_schema(kind, table)
-        data = {name: [r.get(name) for r in rows] for name, _ in columns}
         pq.write_table(pa.Table.from_pydict(data, schema=schema), tmp)
     else:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow([name for name, _ in columns])
-            for r in rows:
-                writer.writerow(["" if r.get(name) is None else _csv_value(r.get(name)) for name, _ in columns])
+            for values in zip(*data.values()):
+                writer.writerow(["" if v is None else _csv_value(v) for v in values])
     with open(tmp, "rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(tmp, path)

@@ -428,12 +428,12 @@ def _count(summary: RunSummary, bar: Progress, entry: dict) -> None:
     bar.update(entry["end"] - entry["start"], entry["errors"])
 
 
-def write_batch(out_dir: Path, kind: str, fmt: str, rows: list[dict], details: list[dict], start: int,
+def write_batch(out_dir: Path, kind: str, fmt: str, rows: list[dict], details: output.Details, start: int,
                 end: int) -> dict:
     """Write the parts of one batch (details first, rows last) and return its range entry."""
     files = []
     for table in output.TABLES[kind][1:]:
-        part = [d for d in details if d.get("_table", output.TABLES[kind][1]) == table]
+        part = details.get(table, {})
         path = output.write_part(out_dir / table, kind, table, part, start, end, fmt)
         files.append(path.relative_to(out_dir).as_posix())
     rows_path = output.write_part(out_dir / "rows", kind, "rows", rows, start, end, fmt)
