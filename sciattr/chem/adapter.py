@@ -65,6 +65,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+import numpy as np
 import torch
 
 from sciattr.chem._vocabulary import check_keywords, target_index, task_names
@@ -359,22 +360,24 @@ class MoleculeAttribution(Attribution):
         _, ordered, starts, _ = self.__dict__["_row_bounds"][name]
         return list(starts) if ordered else None
 
-    def atom_columns(self, target=None) -> dict[str, list]:
+    def atom_columns(self, target=None) -> dict[str, np.ndarray | list]:
         """Every atom of every molecule as columns of equal length, molecule by molecule (processed
-        atom order): ``molecule``, ``atom`` (input atom index), ``element``, ``atom_score`` (complete
-        score) and ``feature_attribution`` (feature-only view). The same numbers as
-        :meth:`to_atoms` for each molecule, computed for the whole batch at once."""
+        atom order): ``molecule``, ``atom`` (input atom index), ``element`` (a list of symbols),
+        ``atom_score`` (complete score) and ``feature_attribution`` (feature-only view) -- numpy
+        arrays but for ``element``. The same numbers as :meth:`to_atoms` for each molecule,
+        computed for the whole batch at once."""
         starts = self._ordered_starts(ATOMS)
         link_starts = self._ordered_starts(self.link_name)
         molecules = self.molecules
         counts = [m.GetNumAtoms() for m in molecules]
         if starts is None or link_starts is None or sum(counts) != self.attributions[ATOMS].shape[0]:
             parts = [self.to_atoms(i, target) for i in range(self.n_examples)]
-            return {"molecule": [i for i, part in enumerate(parts) for _ in part],
-                    "atom": [a["index"] for part in parts for a in part],
+            return {"molecule": np.array([i for i, part in enumerate(parts) for _ in part], dtype=np.int64),
+                    "atom": np.array([a["index"] for part in parts for a in part], dtype=np.int64),
                     "element": [a["symbol"] for part in parts for a in part],
-                    "atom_score": [a["atom_score"] for part in parts for a in part],
-                    "feature_attribution": [a["feature_attribution"] for part in parts for a in part]}
+                    "atom_score": np.array([a["atom_score"] for part in parts for a in part], dtype=np.float64),
+                    "feature_attribution": np.array([a["feature_attribution"] for part in parts for a in part],
+                                                    dtype=np.float64)}
         features = self._task_column(self.attributions[ATOMS].sum(1), target)
         links = self._task_column(self.attributions[self.link_name].sum(1), target)
         index, _ = self._link_table()
@@ -383,29 +386,33 @@ class MoleculeAttribution(Attribution):
         ends = (index + offsets).to(features.device)
         half = 0.5 * links
         complete = features.index_add(0, ends[0], half).index_add(0, ends[1], half)
-        molecule = [i for i, n in enumerate(counts) for _ in range(n)]
+        molecule = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         source: list[int] = []
         element: list[str] = []
         for i, mol in enumerate(molecules):
             source += self.input_atoms(i)
             get = mol.GetAtomWithIdx
             element += [get(k).GetSymbol() for k in range(counts[i])]
-        return {"molecule": molecule, "atom": source, "element": element,
-                "atom_score": complete.detach().double().cpu().tolist(),
-                "feature_attribution": features.detach().double().cpu().tolist()}
+        return {"molecule": molecule, "atom": np.array(source, dtype=np.int64), "element": element,
+                "atom_score": complete.detach().double().cpu().numpy(),
+                "feature_attribution": features.detach().double().cpu().numpy()}
 
-    def bond_columns(self, target=None) -> dict[str, list]:
+    def bond_columns(self, target=None) -> dict[str, np.ndarray | list]:
         """Every bond of every molecule as columns, molecule by molecule: ``molecule``, ``bond``,
-        ``begin``, ``end`` (input numbering), ``bond_type`` and ``attribution`` -- the numbers of
-        :meth:`to_bonds` for the whole batch at once."""
+        ``begin``, ``end`` (input numbering), ``bond_type`` (a list of names) and ``attribution``
+        -- numpy arrays but for ``bond_type``; the numbers of :meth:`to_bonds` for the whole batch
+        at once."""
         link_starts = self._ordered_starts(self.link_name)
         molecules = self.molecules
         counts = [m.GetNumBonds() for m in molecules]
         if link_starts is None:
             parts = [self.to_bonds(i, target) for i in range(self.n_examples)]
-            columns: dict[str, list] = {"molecule": [i for i, part in enumerate(parts) for _ in part]}
+            columns: dict[str, np.ndarray | list] = {
+                "molecule": np.array([i for i, part in enumerate(parts) for _ in part], dtype=np.int64)}
             for key in ("bond", "begin", "end", "bond_type", "attribution"):
-                columns[key] = [b[key] for part in parts for b in part]
+                values = [b[key] for part in parts for b in part]
+                columns[key] = values if key == "bond_type" else np.array(
+                    values, dtype=np.float64 if key == "attribution" else np.int64)
             return columns
         links = self._task_column(self.attributions[self.link_name].sum(1), target)
         _, bond = self._link_table()
@@ -413,22 +420,27 @@ class MoleculeAttribution(Attribution):
         global_bond = bond + firsts[self.segments[self.link_name].to(bond.device)]
         keep = (bond >= 0).to(links.device)
         values = links.new_zeros(sum(counts)).index_add_(0, global_bond.to(links.device)[keep], links[keep])
-        columns = {"molecule": [i for i, n in enumerate(counts) for _ in range(n)], "bond": [], "begin": [],
-                   "end": [], "bond_type": [], "attribution": values.detach().double().cpu().tolist()}
+        bond_ids: list[int] = []
+        begin: list[int] = []
+        end: list[int] = []
+        kinds: list[str] = []
         for i, mol in enumerate(molecules):
             source, bond_source = self.input_atoms(i), self.input_bonds(i)
             get = mol.GetBondWithIdx
             for k in range(counts[i]):
                 b = get(k)
-                columns["bond"].append(bond_source[k])
-                columns["begin"].append(source[b.GetBeginAtomIdx()])
-                columns["end"].append(source[b.GetEndAtomIdx()])
+                bond_ids.append(bond_source[k])
+                begin.append(source[b.GetBeginAtomIdx()])
+                end.append(source[b.GetEndAtomIdx()])
                 kind = b.GetBondType()
                 name = _BOND_TYPE_NAMES.get(kind)
                 if name is None:
                     name = _BOND_TYPE_NAMES[kind] = str(kind).lower()
-                columns["bond_type"].append(name)
-        return columns
+                kinds.append(name)
+        return {"molecule": np.repeat(np.arange(len(counts), dtype=np.int64), counts),
+                "bond": np.array(bond_ids, dtype=np.int64), "begin": np.array(begin, dtype=np.int64),
+                "end": np.array(end, dtype=np.int64), "bond_type": kinds,
+                "attribution": values.detach().double().cpu().numpy()}
 
     def _head(self, i: int) -> dict:
         head = {"molecule": i, "row": self.rows[i]}
@@ -482,14 +494,15 @@ class MoleculeAttribution(Attribution):
         return pandas.DataFrame(columns=columns)
 
     def _level_columns(self, level: str, target) -> dict[str, list]:
-        """The columns of :meth:`table` at ``level`` "atom" or "bond", in its order of keys."""
+        """The columns of :meth:`table` at ``level`` "atom" or "bond", in its order of keys (lists
+        of Python numbers)."""
         if level == "atom":
-            found = self.atom_columns(target)
+            found = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.atom_columns(target).items()}
             chosen = found["atom_score"]
             parts = {"atom": found["atom"], "symbol": found["element"], "attribution": chosen,
                      "atom_score": found["atom_score"], "feature_attribution": found["feature_attribution"]}
         else:
-            found = self.bond_columns(target)
+            found = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.bond_columns(target).items()}
             parts = {key: found[key] for key in ("bond", "begin", "end", "bond_type", "attribution")}
         molecule = found["molecule"]
         heads = [self._head(i) for i in range(self.n_examples)]

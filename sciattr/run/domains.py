@@ -315,16 +315,19 @@ def _column_values(values, task) -> list[float]:
     return array.tolist()
 
 
-def _molecule_details(res, task, rows: list[int], ids: list) -> dict[str, dict[str, list]]:
+def _molecule_details(res, task, rows: list[int], ids: list) -> Details:
     """The ``atoms`` and ``bonds`` tables of a batch result as columns (input numbering): example
-    ``i`` of ``res`` is input row ``rows[i]`` with id ``ids[i]``."""
+    ``i`` of ``res`` is input row ``rows[i]`` with id ``ids[i]``. Numbers stay numpy arrays (no
+    Python object per atom)."""
     atoms = res.atom_columns(task)
     bonds = res.bond_columns(task)
+    row_of = np.asarray(rows, dtype=np.int64)
+    id_of = np.asarray(ids, dtype=object)
     return {
-        "atoms": {"row": [rows[i] for i in atoms["molecule"]], "id": [ids[i] for i in atoms["molecule"]],
+        "atoms": {"row": row_of[atoms["molecule"]], "id": id_of[atoms["molecule"]],
                   "atom": atoms["atom"], "element": atoms["element"],
                   "attribution": atoms["feature_attribution"], "score": atoms["atom_score"]},
-        "bonds": {"row": [rows[i] for i in bonds["molecule"]], "id": [ids[i] for i in bonds["molecule"]],
+        "bonds": {"row": row_of[bonds["molecule"]], "id": id_of[bonds["molecule"]],
                   "begin": bonds["begin"], "end": bonds["end"], "bond_type": bonds["bond_type"],
                   "attribution": bonds["attribution"]},
     }

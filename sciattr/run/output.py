@@ -93,8 +93,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-#: Detail tables of a batch as columns: ``{"atoms": {"row": [...], "atom": [...], ...}, "bonds": ...}``.
-Details = dict[str, dict[str, list]]
+#: Detail tables of a batch as columns (lists or numpy arrays):
+#: ``{"atoms": {"row": [...], "atom": [...], ...}, "bonds": ...}``.
+Details = dict[str, dict[str, Any]]
 
 
 def extend_details(into: Details, more: Details) -> Details:
@@ -102,7 +103,7 @@ def extend_details(into: Details, more: Details) -> Details:
     for table, columns in more.items():
         found = into.setdefault(table, {})
         for name, values in columns.items():
-            found.setdefault(name, []).extend(values)
+            found.setdefault(name, []).extend(values.tolist() if hasattr(values, "tolist") else values)
     return into
 
 
@@ -125,6 +126,7 @@ def write_part(folder: Path, kind: str, table: str, rows: list[dict] | dict[str,
         schema = arrow_schema(kind, table)
         pq.write_table(pa.Table.from_pydict(data, schema=schema), tmp)
     else:
+        data = {name: values.tolist() if hasattr(values, "tolist") else values for name, values in data.items()}
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow([name for name, _ in columns])

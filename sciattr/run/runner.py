@@ -253,6 +253,8 @@ class _Pictures:
                 record["picture"] = f"pictures/{name}"
                 continue
             key = (float(record["prediction"]), -row)
+            if key in self.heap:  # a batch redone after an interrupt: its drawing is already there
+                continue
             if len(self.heap) < self.n or key > self.heap[0]:
                 output.atomic_write_bytes(self.folder / name, domain.picture(extra, i).encode())
                 if len(self.heap) >= self.n:
