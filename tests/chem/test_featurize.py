@@ -170,3 +170,35 @@ def test_feature_names_match_widths():
         assert g.atoms.shape[1] == feat.n_atom_features == len(set(feat.atom_feature_names))
         assert g.links.shape[1] == feat.n_link_features == len(set(feat.link_feature_names))
         assert np.isin(g.atoms.numpy(), [0.0, 1.0]).all() and np.isin(g.links.numpy(), [0.0, 1.0]).all()
+
+
+def test_rdkit_messages_are_kept_per_thread():
+    """Two threads reading bad SMILES at once each get RDKit's reasons for their own input only."""
+    import threading
+
+    from rdkit import Chem
+
+    from sciattr.chem.featurize import rdkit_messages
+
+    inputs = {"ring": "C1CC", "valence": "C(C)(C)(C)(C)C"}
+    seen: dict[str, list] = {name: [] for name in inputs}
+    start = threading.Barrier(2)
+
+    def read(name):
+        start.wait()
+        for _ in range(200):
+            with rdkit_messages() as said:
+                Chem.MolFromSmiles(inputs[name])
+            seen[name].append(list(said))
+
+    threads = [threading.Thread(target=read, args=(name,)) for name in inputs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name, captured in seen.items():
+        assert len(captured) == 200 and all(captured), name
+        other = "valence" if name == "ring" else "unclosed ring"
+        assert not any(other in m.lower() for said in captured for m in said), name
+    assert all(any("unclosed ring" in m.lower() for m in said) for said in seen["ring"])
+    assert all(any("valence" in m.lower() for m in said) for said in seen["valence"])

@@ -199,3 +199,43 @@ def test_added_hydrogens_get_their_own_numbers_in_every_view():
     bonds = res.to_bonds(0)
     assert sorted(b["bond"] for b in bonds) == [0, 1, 2, 3, 4] and bonds[0] == {**bonds[0], "begin": 1, "end": 2}
     assert "hydrogens added as atoms 3-6" in "; ".join(res.notes[0])
+
+
+@pytest.mark.parametrize("featurizer", [FEAT, PyGFeaturizer(atoms="simple")], ids=["weave", "pyg"])
+def test_batch_columns_equal_the_per_molecule_views(featurizer):
+    """atom_columns/bond_columns (what tables, DataFrames and the runner read) hold exactly the
+    numbers of to_atoms/to_bonds, molecule by molecule, in the input's numbering."""
+    from sciattr.chem.gnn import GINENetwork
+
+    molecules = ["[Na+].CC(=O)[O-]", "[H]OC", "C", "c1ccccc1Cl", "not a smiles", "CC#N"]
+    torch.manual_seed(0)
+    model = LinearWeave() if featurizer is FEAT else GINENetwork(featurizer.n_atom_features,
+                                                                   featurizer.n_edge_features, hidden=8).double()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = explain_molecules(model, molecules, featurizer=featurizer, steps=8)
+    atoms, bonds = res.atom_columns(), res.bond_columns()
+    expected_atoms = [(i, a["index"], a["symbol"], a["atom_score"], a["feature_attribution"])
+                      for i in range(res.n_examples) for a in res.to_atoms(i)]
+    got_atoms = list(zip(atoms["molecule"].tolist(), atoms["atom"].tolist(), atoms["element"],
+                         atoms["atom_score"].tolist(), atoms["feature_attribution"].tolist()))
+    assert got_atoms == expected_atoms
+    expected_bonds = [(i, b["bond"], b["begin"], b["end"], b["bond_type"], b["attribution"])
+                      for i in range(res.n_examples) for b in res.to_bonds(i)]
+    got_bonds = list(zip(bonds["molecule"].tolist(), bonds["bond"].tolist(), bonds["begin"].tolist(),
+                         bonds["end"].tolist(), bonds["bond_type"], bonds["attribution"].tolist()))
+    assert got_bonds == expected_bonds
+    assert res.errors[0]["row"] == 4 and bonds["bond_type"].count("aromatic") == 6
+    # each molecule's complete scores add up to its atoms' and links' attributions (nothing lost)
+    for i in range(res.n_examples):
+        total = float(res.atom_feature_values(i).sum() + res.link_values(i).sum())
+        assert atoms["atom_score"][atoms["molecule"] == i].sum() == pytest.approx(total, rel=1e-10, abs=1e-12)
+    if featurizer is FEAT:  # the linear oracle: an atom's own features give x . w_atom exactly
+        w = model.w_atom.detach()
+        graph = featurizer("CC#N")
+        own = (graph.atoms.double() @ w).tolist()
+        last = res.n_examples - 1
+        assert atoms["feature_attribution"][atoms["molecule"] == last].tolist() == pytest.approx(own, rel=1e-12)
+    frame = res.to_dataframe("atom")
+    assert frame["atom_score"].tolist() == atoms["atom_score"].tolist()
+    assert frame["row"].tolist() == [res.rows[i] for i in atoms["molecule"].tolist()]
