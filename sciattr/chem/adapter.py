@@ -381,8 +381,8 @@ class MoleculeAttribution(Attribution):
         features = self._task_column(self.attributions[ATOMS].sum(1), target)
         links = self._task_column(self.attributions[self.link_name].sum(1), target)
         index, _ = self._link_table()
-        offsets = torch.tensor(starts, dtype=torch.long, device=index.device)[
-            self.segments[self.link_name].to(index.device)]
+        link_segments = (self.segments or {})[self.link_name]
+        offsets = torch.tensor(starts, dtype=torch.long, device=index.device)[link_segments.to(index.device)]
         ends = (index + offsets).to(features.device)
         half = 0.5 * links
         complete = features.index_add(0, ends[0], half).index_add(0, ends[1], half)
@@ -410,14 +410,14 @@ class MoleculeAttribution(Attribution):
             columns: dict[str, np.ndarray | list] = {
                 "molecule": np.array([i for i, part in enumerate(parts) for _ in part], dtype=np.int64)}
             for key in ("bond", "begin", "end", "bond_type", "attribution"):
-                values = [b[key] for part in parts for b in part]
-                columns[key] = values if key == "bond_type" else np.array(
-                    values, dtype=np.float64 if key == "attribution" else np.int64)
+                found = [b[key] for part in parts for b in part]
+                columns[key] = found if key == "bond_type" else np.array(
+                    found, dtype=np.float64 if key == "attribution" else np.int64)
             return columns
         links = self._task_column(self.attributions[self.link_name].sum(1), target)
         _, bond = self._link_table()
         firsts = torch.tensor([0, *counts], dtype=torch.long).cumsum(0)[:-1].to(bond.device)
-        global_bond = bond + firsts[self.segments[self.link_name].to(bond.device)]
+        global_bond = bond + firsts[(self.segments or {})[self.link_name].to(bond.device)]
         keep = (bond >= 0).to(links.device)
         values = links.new_zeros(sum(counts)).index_add_(0, global_bond.to(links.device)[keep], links[keep])
         bond_ids: list[int] = []
