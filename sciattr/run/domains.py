@@ -62,6 +62,14 @@ def _per_example(res, name: str, i: int, default=None):
     return value.item() if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1 else value
 
 
+def _per_example_list(res, name: str) -> list | None:
+    """A per-example tensor of a result as a list (one conversion for the batch), or ``None``."""
+    values = getattr(res, name, None)
+    if values is None or not hasattr(values, "tolist") or values.dim() != 1:
+        return None
+    return values.tolist()
+
+
 #: How the adapters word "every row of the call failed" around the reasons of the rows.
 _ALL_ROWS_FAILED = (
     re.compile(r"^no row could be used: row 0: (?P<reason>.*)$", re.DOTALL),
@@ -259,6 +267,8 @@ class MoleculeDomain(Domain):
         baseline_scores = _column_values(res.forward_baseline, task)
         gaps = _column_values(res.completeness_gap, task)
         relative = _column_values(res.relative_gap, task)
+        spent = _per_example_list(res, "evaluations") or _per_example_list(res, "steps")
+        met = _per_example_list(res, "converged")
         inputs = [records[keep[position]] for position in res.rows]
         details = _molecule_details(res, task, [r.row for r in inputs], [r.id for r in inputs])
         for i, record in enumerate(inputs):
@@ -268,10 +278,9 @@ class MoleculeDomain(Domain):
             if warned and i < len(warned) and warned[i]:
                 notes.append(str(warned[i]))
             prediction = predictions[i]
-            steps = _per_example(res, "steps", i)
-            evaluations = _per_example(res, "evaluations", i, steps)
+            evaluations = spent[i] if spent is not None else None
             rel = relative[i]
-            converged = _per_example(res, "converged", i)
+            converged = met[i] if met is not None else None
             if converged is None:
                 converged = bool(rel <= self.settings.check_tolerance)
             rows[k] = {
