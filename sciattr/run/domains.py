@@ -18,7 +18,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -27,6 +27,11 @@ from sciattr.errors import BaselineWarning, ConvergenceWarning, InputError, SciA
 from sciattr.run.output import Details, extend_details
 from sciattr.run.readers import Record
 from sciattr.settings import Settings
+
+if TYPE_CHECKING:
+    from sciattr.text.hf_report import _CliModel
+    from sciattr.text.seq2seq import G2PModel
+    from sciattr.zoo.text_models import TextModel
 
 __all__ = ["Domain", "MoleculeDomain", "TextDomain", "make_domain"]
 
@@ -91,6 +96,8 @@ class Domain:
 
     kind = ""
     detail = ""
+    #: SHA-256 of the model's weights, set by :meth:`_load`.
+    _digest: str
 
     def __init__(self, model, *, target=None, settings: Settings | None = None, model_name: str | None = None):
         self.model_spec = model
@@ -173,7 +180,9 @@ class Domain:
                         done.append(self._error_row(records[k], f"{type(exc).__name__}: {exc}"))
             for k, row in zip(todo, done):
                 rows[k] = row
-        return rows, details, extra
+        # every row is set: an error row for a record that could not be read, else the row
+        # :meth:`_attribute` returns for it (one per record)
+        return cast("list[dict]", rows), details, extra
 
     def _attribute(self, records: Sequence[Record]) -> tuple[list[dict], Details, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -217,7 +226,8 @@ class MoleculeDomain(Domain):
         model = self.model_spec
         if isinstance(model, (str, os.PathLike)):
             model = load_model(model)
-            self._name = self._name or model.card.get("name", os.fspath(self.model_spec))
+            # load_model sets ``card`` (a dict); torch types a module's dynamic attributes as Tensor | Module
+            self._name = self._name or cast(dict, model.card).get("name", os.fspath(self.model_spec))
         if self.featurizer is None and getattr(model, "card", None) is not None:
             self.featurizer = load_featurizer(model)
         self.model = model
@@ -353,6 +363,8 @@ class TextDomain(Domain):
     kind = "text"
     detail = "tokens"
     warm_up_input = "the"
+    #: Set by :meth:`_load`, with :attr:`flavour` (``"shipped"``, ``"g2p"``, ``"hf"`` respectively).
+    model: TextModel | G2PModel | _CliModel
 
     def __init__(self, model="topic-classifier", *, truncate: bool = False, **options):
         super().__init__(model, **options)
@@ -392,12 +404,13 @@ class TextDomain(Domain):
         if self.flavour == "g2p":
             from sciattr.text.seq2seq import attribute_g2p
 
-            return attribute_g2p(texts, targets, model=self.model, truncate=self.truncate, settings=self.settings)
+            return attribute_g2p(texts, targets, model=cast("G2PModel", self.model), truncate=self.truncate,
+                                 settings=self.settings)
         from sciattr.text.huggingface import hf_integrated_gradients
 
-        options = {k: v for k, v in self.model.options.items() if k in ("truncation", "split")}
-        return hf_integrated_gradients(self.model.model, self.model.tokenizer, texts, target=targets,
-                                       settings=self.settings, **options)
+        hf = cast("_CliModel", self.model)  # flavour "hf"
+        options = {k: v for k, v in hf.options.items() if k in ("truncation", "split")}
+        return hf_integrated_gradients(hf.model, hf.tokenizer, texts, target=targets, settings=self.settings, **options)
 
     def _attribute(self, records):
         from sciattr.text.report import _one_example, _summary

@@ -43,7 +43,7 @@ class _Attributor:
 
         _fault_point()
 
-        out = {"start": [], "end": [], "entry": []}
+        out: dict[str, list[int | str]] = {"start": [], "end": [], "entry": []}
         for start, end, payload in zip(batch["start"], batch["end"], batch["records"]):
             records = [Record(**r) for r in json.loads(payload)]
             rows, details, _ = self.domain.attribute(records)

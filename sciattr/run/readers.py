@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 from sciattr.errors import InputError
 
@@ -95,8 +96,16 @@ def _check_utf8(path: Path, gz: bool) -> None:
                              f"{head[exc.start:exc.start + 1]!r} at byte {exc.start}") from None
 
 
+@overload
+def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: str,
+          required: Literal[True]) -> int: ...
+@overload
+def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: str,
+          required: bool) -> int | None: ...
 def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: str,
           required: bool) -> int | None:
+    """The index of the ``what`` column: ``wanted``, else the first of ``defaults``; ``None`` only when
+    not ``required`` (a required column that is missing is an :class:`InputError`)."""
     lower = [c.strip().lower() for c in columns]
     if wanted is not None:
         if wanted in columns:

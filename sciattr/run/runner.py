@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -360,7 +360,7 @@ def explain_stream(items: Iterable, *, model, kind: str = "molecule", out_dir: s
     identity = domain.identity()
     if isinstance(items, (str, bytes)):
         raise InputError(f"expected an iterable of inputs; got {describe(items)} (wrap one input in a list)")
-    total = _total if _total is not None else (len(items) if hasattr(items, "__len__") else None)
+    total = _total if _total is not None else (len(items) if isinstance(items, Sized) else None)
     records = items if _input_info is not None else records_from_items(items, kind=kind, ids=ids)
     manifest = {
         "schema_version": output.SCHEMA_VERSION, "kind": kind, "model": identity, "settings": settings.describe(),

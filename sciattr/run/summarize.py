@@ -18,6 +18,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,10 +107,10 @@ def summarize(out_dir: str | os.PathLike, *, units: tuple[str, ...] = ("function
     summary = LibrarySummary(kind=kind)
     rel, evals = [], []
     converged = 0
-    element = defaultdict(lambda: [0, 0.0, 0.0])  # count, sum, sum |.|
-    bond = defaultdict(lambda: [0, 0.0, 0.0])
+    element: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])  # count, sum, sum |.|
+    bond: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     subs: dict = defaultdict(lambda: [0, 0.0, 0.0, 0])  # occurrences, sum, sum of squares, molecules
-    tokens = defaultdict(lambda: [0, 0.0])
+    tokens: defaultdict[str, list[float]] = defaultdict(lambda: [0, 0.0])  # count, sum
     finders = _unit_finders(units) if kind == "molecule" else {}
     tables = output.TABLES[kind]
     for parts in _parts(out_dir, tables):
@@ -167,7 +168,8 @@ def summarize(out_dir: str | os.PathLike, *, units: tuple[str, ...] = ("function
             ranked.append({"unit": unit, "key": key, "count": count, "molecules": molecules, "total": total,
                            "mean": mean, "std": float(np.sqrt(max(squares / count - mean * mean, 0.0)))})
     summary.substructures = sorted(ranked, key=lambda s: -s["mean"])[:top]
-    token_rank = [{"token": t, "count": c, "mean": s / c} for t, (c, s) in tokens.items() if c >= min_count]
+    token_rank: list[dict[str, Any]] = [{"token": t, "count": c, "mean": s / c} for t, (c, s) in tokens.items()
+                                        if c >= min_count]
     summary.tokens = sorted(token_rank, key=lambda t: -abs(t["mean"]))[:top]
     return summary
 
