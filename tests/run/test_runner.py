@@ -94,6 +94,11 @@ def test_csv_format_gives_the_same_rows(library, tmp_path):
     a, b = merge(tmp_path / "pq"), merge(tmp_path / "csv")
     assert list(a["status"]) == list(b["status"]) and list(a["id"]) == list(b["id"])
     np.testing.assert_allclose(a["prediction"].astype(float), b["prediction"].astype(float), rtol=1e-15)
+    for table in ("atoms", "bonds"):  # the detail tables too, number for number
+        x, y = merge(tmp_path / "pq", table), merge(tmp_path / "csv", table)
+        assert len(x) > 0 and x.drop(columns=["attribution"] + (["score"] if table == "atoms" else [])).equals(
+            y.drop(columns=["attribution"] + (["score"] if table == "atoms" else [])))
+        np.testing.assert_array_equal(x["attribution"].to_numpy(float), y["attribution"].to_numpy(float))
 
 
 def test_column_is_never_guessed(tmp_path):
