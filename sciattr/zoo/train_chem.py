@@ -242,6 +242,10 @@ STUDY_VARIANTS = (
     ("w2n2", "zeros baseline anchored at logit 0 (neutral)", {"anchor_baseline": "neutral"}, {}),
     ("w2n2", "zeros baseline anchored as a negative", {"anchor_baseline": "negative"}, {}),
     ("w2n2", "Gaussian-histogram readout", {}, {"reduction": "histogram"}),
+    ("gcn", "neutral anchor + attribution prior 0.1 (L1 of gradient x input)",
+     {"anchor_baseline": "neutral", "attribution_prior": 0.1}, {}),
+    ("w2n2", "neutral anchor + attribution prior 0.1 (L1 of gradient x input)",
+     {"anchor_baseline": "neutral", "attribution_prior": 0.1}, {}),
     ("w1n2", "base (one weave module)", {}, {}),
 )
 
