@@ -57,6 +57,7 @@ summed into that bond.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 import sys
 import types
@@ -110,8 +111,12 @@ DUMMY_LIKE_ZEROS = 0.01
 ATOM_VIEWS = ("complete", "features")
 #: Levels of :meth:`MoleculeAttribution.table` and :meth:`MoleculeAttribution.to_dataframe`.
 LEVELS = ("molecule", "atom", "bond", "pair")
-#: RDKit bond type -> its lower-case name (``"single"``, ``"aromatic"``, ...), filled as met.
-_BOND_TYPE_NAMES: dict = {}
+
+
+@functools.cache
+def _bond_type_name(kind) -> str:
+    """An RDKit bond type's lower-case name (``"single"``, ``"aromatic"``, ...)."""
+    return str(kind).lower()
 
 
 @dataclass(repr=False)
@@ -346,7 +351,7 @@ class MoleculeAttribution(Attribution):
         values = self.bond_values(i, target).tolist()
         source, bond_source = self.input_atoms(i), self.input_bonds(i)
         return [{"bond": bond_source[b.GetIdx()], "begin": source[b.GetBeginAtomIdx()],
-                 "end": source[b.GetEndAtomIdx()], "bond_type": str(b.GetBondType()).lower(),
+                 "end": source[b.GetEndAtomIdx()], "bond_type": _bond_type_name(b.GetBondType()),
                  "attribution": values[b.GetIdx()]}
                 for b in self.molecules[i].GetBonds()]
 
@@ -432,11 +437,7 @@ class MoleculeAttribution(Attribution):
                 bond_ids.append(bond_source[k])
                 begin.append(source[b.GetBeginAtomIdx()])
                 end.append(source[b.GetEndAtomIdx()])
-                kind = b.GetBondType()
-                name = _BOND_TYPE_NAMES.get(kind)
-                if name is None:
-                    name = _BOND_TYPE_NAMES[kind] = str(kind).lower()
-                kinds.append(name)
+                kinds.append(_bond_type_name(b.GetBondType()))
         return {"molecule": np.repeat(np.arange(len(counts), dtype=np.int64), counts),
                 "bond": np.array(bond_ids, dtype=np.int64), "begin": np.array(begin, dtype=np.int64),
                 "end": np.array(end, dtype=np.int64), "bond_type": kinds,

@@ -63,6 +63,7 @@ Conventions (decided once, used everywhere)
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -495,13 +496,13 @@ def _one_hot(codes: np.ndarray, width: int) -> np.ndarray:
 
 def _code(value, choices: Sequence) -> int:
     """Index of ``value`` in ``choices``; ``len(choices)`` (the "other" column) if absent."""
-    codes = _CODES.get(id(choices))
-    if codes is None or codes[0] is not choices:
-        codes = _CODES[id(choices)] = (choices, {v: k for k, v in reversed(list(enumerate(choices)))})
-    return codes[1].get(value, len(choices))
+    return _positions(tuple(choices)).get(value, len(choices))
 
 
-_CODES: dict[int, tuple] = {}
+@functools.lru_cache(maxsize=64)
+def _positions(choices: tuple) -> dict:
+    """Value -> first index in ``choices``."""
+    return {v: k for k, v in reversed(list(enumerate(choices)))}
 
 
 def _names(prefix: str, labels: Sequence) -> list[str]:
@@ -572,14 +573,12 @@ def _full_atom_features(mol) -> np.ndarray:
 
 
 def _bond_code(bond) -> int:
-    kind = bond.GetBondType()
-    code = _BOND_CODES.get(kind)
-    if code is None:
-        code = _BOND_CODES[kind] = 1 + _code(str(kind), _BOND_TYPES)  # 0 is "none"
-    return code
+    return _bond_type_code(bond.GetBondType())
 
 
-_BOND_CODES: dict = {}
+@functools.cache
+def _bond_type_code(kind) -> int:
+    return 1 + _code(str(kind), _BOND_TYPES)  # 0 is "none"
 
 
 def _bond_codes(mol) -> np.ndarray:
@@ -608,9 +607,7 @@ def _pair_table(mol, max_distance: int | None, max_links: int):
         raise InputError(f"expected at most {max_links} atom pairs per molecule; got {i.shape[0]} "
                          f"({n} atoms, max_distance={max_distance}); pass a smaller max_distance")
     bond_of = np.full((n, n), -1, dtype=np.int64)
-    get = mol.GetBondWithIdx
-    for k in range(mol.GetNumBonds()):
-        bond = get(k)
+    for k, bond in enumerate(bonds_of(mol)):
         a, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
         bond_of[a, b] = bond_of[b, a] = k
     return i, j, d, bond_of[i, j]

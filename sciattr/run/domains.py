@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["Domain", "MoleculeDomain", "TextDomain", "make_domain"]
 
 
-
 def _scalar(value, task) -> float:
     array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value).reshape(-1)
     if array.size == 0:
