@@ -174,7 +174,7 @@ def _single_molecule(smiles: str, model_name: str, target, out: Path, settings) 
     from sciattr.chem.draw import draw_attribution
     from sciattr.chem.featurize import featurize_batch
     from sciattr.chem.report import molecule_report, terminal_table
-    from sciattr.run.domains import _scalar, result_column
+    from sciattr.run.domains import _column_values, result_column
     from sciattr.zoo import load_featurizer, load_model
 
     network = load_model(model_name)
@@ -193,7 +193,7 @@ def _single_molecule(smiles: str, model_name: str, target, out: Path, settings) 
     print(terminal_table(result, 0, target=chosen, title=f"{name}: {smiles}"))
     kind = str(network.card.get("task", {}).get("kind", ""))
     if "classification" in kind and "logit" in kind:
-        logit = _scalar(result.forward_x[0], chosen)
+        logit = _column_values(result.forward_x, chosen)[0]
         print(f"probability = sigmoid(F(x)) = {1 / (1 + math.exp(-logit)):.4f}")
     return [report, out.with_suffix(".png")]
 

@@ -209,7 +209,15 @@ class MoleculeAttribution(Attribution):
         The bounds are computed once per input, so per-molecule tables cost O(rows of the molecule)."""
         if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < self.n_examples:
             raise InputError(f"expected a molecule index in [0, {self.n_examples - 1}]; got {i!r}")
-        segments = self.segments[name]
+        ordered, starts, counts = self._bounds(name)
+        if ordered:
+            return slice(starts[int(i)], starts[int(i)] + counts[int(i)])
+        return self.segments[name] == int(i)
+
+    def _bounds(self, name: str) -> tuple[bool, list[int], list[int]]:
+        """``(ordered, starts, counts)`` of the rows of input ``name`` per molecule, computed once
+        per input: ``ordered`` when each molecule's rows are contiguous and in molecule order."""
+        segments = (self.segments or {})[name]
         cache = self.__dict__.setdefault("_row_bounds", {})
         known = cache.get(name)
         if known is None or known[0] is not segments:
@@ -218,12 +226,8 @@ class MoleculeAttribution(Attribution):
             counts = torch.bincount(seg, minlength=self.n_examples) if seg.numel() else \
                 torch.zeros(self.n_examples, dtype=torch.long)
             starts = torch.cumsum(counts, 0) - counts
-            known = (segments, ordered, starts.tolist(), counts.tolist())
-            cache[name] = known
-        _, ordered, starts, counts = known
-        if ordered:
-            return slice(starts[int(i)], starts[int(i)] + counts[int(i)])
-        return segments == int(i)
+            known = cache[name] = (segments, ordered, starts.tolist(), counts.tolist())
+        return known[1], known[2], known[3]
 
     @staticmethod
     def _device_rows(rows, device):
@@ -359,11 +363,8 @@ class MoleculeAttribution(Attribution):
     def _ordered_starts(self, name: str) -> list[int] | None:
         """Start row of every molecule in input ``name`` when the rows are grouped by molecule in
         order (always, for results of the adapters); ``None`` otherwise."""
-        if self.n_examples == 0:
-            return []
-        self._mask(name, 0)  # fills the bounds cache
-        _, ordered, starts, _ = self.__dict__["_row_bounds"][name]
-        return list(starts) if ordered else None
+        ordered, starts, _ = self._bounds(name)
+        return starts if ordered else None
 
     def atom_columns(self, target=None) -> dict[str, np.ndarray | list]:
         """Every atom of every molecule as columns of equal length, molecule by molecule (processed
@@ -463,14 +464,14 @@ class MoleculeAttribution(Attribution):
         ``row`` (and ``id`` when given), the SMILES and the molecule's notes."""
         if level not in LEVELS:
             raise InputError(f"expected level in {list(LEVELS)}; got {level!r}")
-        out = []
-        # per-example quantities computed once (each is a sum over the whole batch)
-        totals = (self.forward_x, self.forward_baseline, self.delta, self.relative_gap) if level == "molecule" \
-            else None
         if level in ("atom", "bond"):
             columns = self._level_columns(level, target)
             names = list(columns)
             return [dict(zip(names, values)) for values in zip(*columns.values())]
+        out = []
+        # per-example quantities computed once (each is a sum over the whole batch)
+        totals = (self.forward_x, self.forward_baseline, self.delta, self.relative_gap) if level == "molecule" \
+            else None
         for i in range(self.n_examples):
             head, notes = self._head(i), self.row_notes(i)
             if totals is not None:
@@ -499,8 +500,7 @@ class MoleculeAttribution(Attribution):
         of Python numbers)."""
         if level == "atom":
             found = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.atom_columns(target).items()}
-            chosen = found["atom_score"]
-            parts = {"atom": found["atom"], "symbol": found["element"], "attribution": chosen,
+            parts = {"atom": found["atom"], "symbol": found["element"], "attribution": found["atom_score"],
                      "atom_score": found["atom_score"], "feature_attribution": found["feature_attribution"]}
         else:
             found = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.bond_columns(target).items()}

@@ -182,9 +182,14 @@ def forward_graphs(model: nn.Module, graphs: Sequence) -> torch.Tensor:
     from sciattr.chem.featurize import collate
 
     batch = collate(graphs)
-    if graphs[0].kind == "edges":
-        return model(batch.atoms, batch.link_index, batch.links, batch.atom_batch, batch.n_graphs)
-    return model(batch.atoms, batch.links, batch.link_index, batch.atom_batch, batch.n_graphs)
+    return _call(model, graphs[0].kind, batch, batch.atoms, batch.links)
+
+
+def _call(model: nn.Module, kind: str, batch, atoms: torch.Tensor, links: torch.Tensor) -> torch.Tensor:
+    """The model on a collated batch with the given atom and link rows, in its calling convention."""
+    if kind == "edges":
+        return model(atoms, batch.link_index, links, batch.atom_batch, batch.n_graphs)
+    return model(atoms, links, batch.link_index, batch.atom_batch, batch.n_graphs)
 
 
 def predict_graphs(model: nn.Module, graphs: Sequence, chunk: int = 512) -> np.ndarray:
@@ -204,10 +209,7 @@ def _forward_with_prior(model: nn.Module, graphs: Sequence, weight: float
 
     batch = collate(graphs)
     atoms, links = batch.atoms.clone().requires_grad_(True), batch.links.clone().requires_grad_(True)
-    if graphs[0].kind == "edges":
-        scores = model(atoms, batch.link_index, links, batch.atom_batch, batch.n_graphs)
-    else:
-        scores = model(atoms, links, batch.link_index, batch.atom_batch, batch.n_graphs)
+    scores = _call(model, graphs[0].kind, batch, atoms, links)
     g_atoms, g_links = torch.autograd.grad(scores.sum(), (atoms, links), create_graph=True)
     return scores, (g_atoms * atoms).abs().sum() + (g_links * links).abs().sum()
 

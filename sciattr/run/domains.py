@@ -36,13 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["Domain", "MoleculeDomain", "TextDomain", "make_domain"]
 
 
-def _scalar(value, task) -> float:
-    array = np.asarray(value.detach().cpu().double().numpy() if hasattr(value, "detach") else value).reshape(-1)
-    if array.size == 0:
-        return float("nan")
-    return float(array[0] if array.size == 1 else array[0 if task is None else task])
-
-
 def _weights_digest(model) -> str:
     """SHA-256 of a module's parameters and buffers (names, shapes, values)."""
     digest = hashlib.sha256()
@@ -53,17 +46,6 @@ def _weights_digest(model) -> str:
             digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
                           if tensor.numel() else b"")
     return digest.hexdigest()
-
-
-def _per_example(res, name: str, i: int, default=None):
-    values = getattr(res, name, None)
-    if values is None:
-        return default
-    try:
-        value = values[i]
-    except (IndexError, TypeError):
-        return default
-    return value.item() if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1 else value
 
 
 def _per_example_list(res, name: str) -> list | None:
@@ -289,9 +271,7 @@ class MoleculeDomain(Domain):
             prediction = predictions[i]
             evaluations = spent[i] if spent is not None else None
             rel = relative[i]
-            converged = met[i] if met is not None else None
-            if converged is None:
-                converged = bool(rel <= self.settings.check_tolerance)
+            converged = met[i] if met is not None else rel <= self.settings.check_tolerance
             rows[k] = {
                 "id": record.id, "row": record.row,
                 "input": record.input if record.kind != "molblock" else res.smiles[i],
@@ -430,6 +410,7 @@ class TextDomain(Domain):
             for error in res.errors:
                 k = members[error["row"]]
                 rows[k] = self._error_row(records[k], error["message"])
+            spent, met = _per_example_list(res, "evaluations"), _per_example_list(res, "converged")
             for i, position in enumerate(res.rows):
                 k = members[position]
                 record = records[k]
@@ -440,11 +421,9 @@ class TextDomain(Domain):
                 extend_details(details, {"tokens": {"row": [record.row] * len(tokens), "id": [record.id] * len(tokens),
                                                     "position": list(range(len(tokens))), "token": tokens,
                                                     "attribution": values}})
-                steps = summary.get("steps")
-                evaluations = _per_example(res, "evaluations", i, steps)
-                converged = _per_example(res, "converged", i)
-                if converged is None:
-                    converged = bool(summary["relative_gap"] <= settings_tolerance(self.settings))
+                evaluations = spent[i] if spent is not None and i < len(spent) else summary.get("steps")
+                converged = met[i] if met is not None and i < len(met) else \
+                    summary["relative_gap"] <= self.settings.check_tolerance
                 rows[k] = {
                     "id": record.id, "row": record.row, "input": record.input, "status": "ok", "error": "",
                     "target": str(summary.get("target", "")), "prediction": float(summary["forward_x"]),
@@ -454,10 +433,6 @@ class TextDomain(Domain):
                     "converged": bool(converged), "notes": "; ".join(str(n) for n in summary.get("notes", [])),
                 }
         return rows, details, None
-
-
-def settings_tolerance(settings: Settings) -> float:
-    return settings.check_tolerance
 
 
 def make_domain(kind: str, model, **options) -> Domain:
