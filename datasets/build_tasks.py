@@ -30,7 +30,7 @@ def describe(molecules: MoleculeSet, title: str) -> None:
         data = build_task(name, molecules)
         positives = data.positives
         alternatives = np.mean([len(data.masks[i]) for i in positives])
-        fraction = np.mean([data.masks[i][0].mean() for i in positives])
+        fraction = np.mean([data.masks[i][0].mean() for i in positives])  # the mask of every occurrence
         rule = " AND ".join(f"{label} {smarts}" for label, smarts in task.rules)
         print(f"{name:<22} {positives.size:>9} {positives.size / len(molecules):>7.1%} {alternatives:>22.2f} "
               f"{fraction:>20.1%}  {rule}")

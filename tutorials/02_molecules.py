@@ -347,7 +347,7 @@ def localisation(nci, test: np.ndarray, settings: Settings) -> None:
             )
     print(
         "(0.5 is chance; atom scores = atom-feature attribution + half of each pair's; "
-        "best over the alternative true matches)"
+        "best over the true masks: one occurrence of the rules, or all of them)"
     )
 
 

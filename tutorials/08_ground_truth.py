@@ -4,8 +4,9 @@ read its integrated gradients -- which of them find the atoms that really decide
 The task is ``halide_carbonyl_or_nitro`` of :mod:`sciattr.datasets.tasks`: an NCI molecule is
 positive when it carries a halogen *and* a carbonyl, *or* a nitro group, ``(A AND B) OR C``.
 The true atoms of a positive molecule are those of whichever clause is present (a halogen
-atom plus a carbonyl group, or a nitro group); a molecule with both clauses has both
-alternatives and is scored by the better one. The per-molecule score is the AUROC of the atom
+atom plus a carbonyl group, or a nitro group); a molecule with both clauses, or several
+occurrences, has one true mask per way the formula holds plus the mask of all of them, and is
+scored by the best one. The per-molecule score is the AUROC of the atom
 attributions against the true atoms (0.5 is chance, 1 puts every true atom above every other).
 
 Steps:

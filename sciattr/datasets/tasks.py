@@ -10,9 +10,13 @@ Following the synthetic benchmarks of McCloskey et al. (PNAS 2019) and Rao et al
   excluded rule matches.
 
 A positive molecule may satisfy the formula in several ways (two benzene rings, a nitro group
-*or* a nitrile, three carbonyls ...): every alternative is kept as one boolean atom mask -- the
-union of one match of each rule of a clause that is present -- and an attribution is scored by
-the best alternative (a model needs to find only one of them). Excluded rules never contribute
+*and* a nitrile, three carbonyls ...): every way is kept as one boolean atom mask -- the union of
+one match of each rule of a clause that is present -- and so is the mask of *all* of them at once
+(every match of every present clause; and each clause's own matches). An attribution is scored
+by the best mask: a model may find just one way the formula holds, or every occurrence. The
+masks of all occurrences matter: a model that sums evidence over the molecule gives two
+symmetric benzene rings equal scores (the symmetry axiom demands it), and scored against one ring
+only it would rank the other ring's atoms as false positives. Excluded rules never contribute
 atoms: for ``A AND NOT B`` the true atoms are those of ``A`` (``B`` is absent from every positive).
 
 Scoring: per molecule the AUROC of the atom attributions (signed, higher = more evidence for the
@@ -73,7 +77,8 @@ class SmartsTask:
         ``(rule name, SMARTS)`` pairs; a molecule is positive when every rule matches.
     max_alternatives:
         Cap on the number of alternative true masks kept per molecule (products of matches
-        can grow fast); the first ones in RDKit's match order are kept.
+        can grow fast): the all-occurrence mask first, then the first combinations in RDKit's
+        match order.
     """
 
     name: str
@@ -103,22 +108,30 @@ class SmartsTask:
 
 
 def _union_masks(n_atoms: int, clauses: list[list[tuple]], cap: int) -> list[np.ndarray]:
-    """Distinct masks: for each clause (a list of per-rule match lists), the unions of one match per rule.
+    """Distinct true masks of a positive molecule, given each present clause as a list of per-rule match lists.
 
-    At most ``cap`` masks in all, taken clause by clause in RDKit's match order.
+    First the masks that hold every occurrence -- the union of all matches of all present clauses,
+    then of each clause on its own -- then, clause by clause in RDKit's match order, the unions of
+    one match per rule. At most ``cap`` masks in all.
     """
+    def every(matches) -> frozenset:
+        return frozenset(a for rule in matches for match in rule for a in match)
+
+    candidates = itertools.chain(
+        [frozenset().union(*(every(m) for m in clauses))] if clauses else [],
+        (every(m) for m in clauses),
+        *(itertools.islice((frozenset(a for match in combo for a in match) for combo in itertools.product(*m)),
+                           50 * cap) for m in clauses))
     masks, seen = [], set()
-    for matches in clauses:
-        for combo in itertools.islice(itertools.product(*matches), 50 * cap):
-            atoms = frozenset(a for match in combo for a in match)
-            if atoms in seen:
-                continue
-            seen.add(atoms)
-            mask = np.zeros(n_atoms, dtype=bool)
-            mask[list(atoms)] = True
-            masks.append(mask)
-            if len(masks) == cap:
-                return masks
+    for atoms in candidates:
+        if atoms in seen:
+            continue
+        seen.add(atoms)
+        mask = np.zeros(n_atoms, dtype=bool)
+        mask[list(atoms)] = True
+        masks.append(mask)
+        if len(masks) == cap:
+            break
     return masks
 
 
@@ -127,7 +140,8 @@ class LogicTask:
     """A disjunction of conjunctions of named SMARTS rules, with excluded rules.
 
     A molecule is positive when every rule of at least one clause matches and no rule of
-    ``excluded`` matches. Its true masks are, for every clause that matches, the unions of one
+    ``excluded`` matches. Its true masks are the union of every match of every clause that
+    matches, each such clause's own matches, and for every clause that matches, the unions of one
     match of each of the clause's rules (excluded rules contribute no atoms).
 
     Attributes

@@ -29,7 +29,7 @@ best validation epoch kept), metrics on the test split. Attribution AUROC:
 :func:`sciattr.chem.training.attribution_quality` -- integrated gradients of the logit from
 the zeros baseline (64 Gauss-Legendre nodes) for every positive test molecule, complete atom
 scores (atom features plus half of every pair/bond the atom is in) scored against the task's
-true atoms with :func:`sciattr.datasets.score_attributions` (best alternative).
+true atoms with :func:`sciattr.datasets.score_attributions` (best true mask: one occurrence or all).
 """
 
 from __future__ import annotations
@@ -309,7 +309,8 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
               "Test split: 499 molecules. Accuracy at logit 0; the classifiers are trained with a positive-class "
               "weight. Attribution AUROC: integrated gradients of the logit (zeros baseline, 64 Gauss–Legendre "
               "nodes) for every positive test molecule; per molecule the AUROC of the atom scores against the atoms "
-              "of the task's rules (for logic tasks: the best alternative among the clauses present), averaged over "
+              "of the task's rules, scored against the best true mask (one way the formula holds -- one match of "
+              "each rule of a clause present -- or all of them at once), averaged over "
               "the molecules; 0.5 is chance. *Complete* atom scores (the default view) are the atom's features plus "
               "half of every pair/bond it takes part in; *feature-only* scores leave the pairs/bonds out."), "",
              (f"Goal: attribution AUROC (complete) ≥ {GOAL['attribution_auroc']} in the mean with sd ≤ {GOAL['sd']}, "

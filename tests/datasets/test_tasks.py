@@ -44,7 +44,7 @@ def test_benzene_masks_keep_every_ring():
     np.testing.assert_array_equal(masks[0], _mask(7, range(1, 7)))
     biphenyl = Chem.MolFromSmiles("c1ccccc1-c1ccccc1")
     assert sorted(tuple(np.flatnonzero(m)) for m in TASKS["benzene"].true_masks(biphenyl)) == [
-        tuple(range(6)), tuple(range(6, 12))]
+        tuple(range(6)), tuple(range(12)), tuple(range(6, 12))]  # either ring, or both
     assert TASKS["benzene"].true_masks(Chem.MolFromSmiles("c1ccncc1")) == []
 
 
@@ -53,7 +53,7 @@ def test_conjunction_masks_are_unions_of_one_match_per_rule():
     task = TASKS["halide_carbonyl"]
     assert task.is_positive(mol)
     masks = sorted(tuple(np.flatnonzero(m)) for m in task.true_masks(mol))
-    assert masks == [(0, 2, 3), (2, 3, 5)]
+    assert masks == [(0, 2, 3), (0, 2, 3, 5), (2, 3, 5)]  # one halide or both, with the carbonyl
     assert not task.is_positive(Chem.MolFromSmiles("ClCCO"))
 
 
@@ -130,18 +130,19 @@ def test_logic_task_counts_and_formulas():
 
 def test_disjunction_masks_are_the_alternatives_present():
     task = TASKS["nitro_or_nitrile"]
-    # O0 =N1(+) O2(-) c3 ... c8; C9 # N10: both alternatives present, each its own mask
-    assert _atom_sets(task, "O=[N+]([O-])c1ccc(cc1)C#N") == [(0, 1, 2), (9, 10)]
+    # O0 =N1(+) O2(-) c3 ... c8; C9 # N10: both alternatives present, each its own mask, and both together
+    assert _atom_sets(task, "O=[N+]([O-])c1ccc(cc1)C#N") == [(0, 1, 2), (0, 1, 2, 9, 10), (9, 10)]
     assert _atom_sets(task, "O=N(=O)c1ccccc1") == [(0, 1, 2)]  # the pentavalent spelling
     assert _atom_sets(task, "CCC#N") == [(2, 3)]
     assert _atom_sets(task, "CC(=O)N") == [] and not task.is_positive(Chem.MolFromSmiles("CC(=O)N"))
-    # two nitro groups, two alternatives: O0 N1 O2 c3 c4 c5 c6 c7 c8 N9 O10 O11 C12
-    assert _atom_sets(task, "O=[N+]([O-])c1cc(cc(c1)[N+](=O)[O-])C") == [(0, 1, 2), (9, 10, 11)]
+    # two nitro groups: O0 N1 O2 c3 c4 c5 c6 c7 c8 N9 O10 O11 C12
+    assert _atom_sets(task, "O=[N+]([O-])c1cc(cc(c1)[N+](=O)[O-])C") == [(0, 1, 2), (0, 1, 2, 9, 10, 11),
+                                                                       (9, 10, 11)]
 
 
 def test_exclusion_masks_hold_only_the_required_atoms():
     task = TASKS["halide_not_carbonyl"]
-    assert _atom_sets(task, "ClCCBr") == [(0,), (3,)]
+    assert _atom_sets(task, "ClCCBr") == [(0,), (0, 3), (3,)]
     assert task.is_positive(Chem.MolFromSmiles("Clc1ccccc1O"))
     for carbonyl in ("ClCC(=O)C", "ClCC(=O)O", "O=C1CCC(Cl)CC1"):
         assert not task.is_positive(Chem.MolFromSmiles(carbonyl)) and _atom_sets(task, carbonyl) == []
@@ -151,7 +152,7 @@ def test_exclusion_masks_hold_only_the_required_atoms():
 def test_conjunction_or_single_rule_masks():
     task = TASKS["halide_carbonyl_or_nitro"]
     # O0 =N1(+) O2(-) c3 c4 c5 c6 (Cl7) c8 c9 C10 =O11: nitro, and halide + carbonyl, both present
-    assert _atom_sets(task, "O=[N+]([O-])c1ccc(Cl)cc1C=O") == [(0, 1, 2), (7, 10, 11)]
+    assert _atom_sets(task, "O=[N+]([O-])c1ccc(Cl)cc1C=O") == [(0, 1, 2), (0, 1, 2, 7, 10, 11), (7, 10, 11)]
     assert _atom_sets(task, "ClCC(=O)C") == [(0, 2, 3)]
     assert _atom_sets(task, "ClCCO") == []  # halide without carbonyl, no nitro
     assert _atom_sets(task, "CC(=O)C") == []
@@ -174,3 +175,27 @@ def test_logic_scoring_takes_the_best_alternative_present():
     assert attribution_auroc(scores, task.true_masks(mol)) == 1.0
     result = score_attributions([scores, np.zeros(3)], [task.true_masks(mol), []])
     assert result.mean == 1.0 and result.n_scored == 1
+
+
+def test_every_occurrence_is_a_true_mask_first():
+    # four benzene rings around a C-N-C core: each ring alone, and all of them, are true masks
+    mol = Chem.MolFromSmiles("c1ccc(C(NC(c2ccccc2)c2ccccc2)c2ccccc2)cc1")
+    masks = TASKS["benzene"].true_masks(mol)
+    rings = [set(m) for m in mol.GetSubstructMatches(Chem.MolFromSmarts("c1ccccc1"))]
+    assert len(rings) == 4
+    assert set(np.flatnonzero(masks[0])) == set().union(*rings)
+    assert sorted(map(frozenset, (np.flatnonzero(m) for m in masks[1:]))) == sorted(map(frozenset, rings))
+    # equal scores on symmetric rings (what the symmetry axiom asks of IG) find the substructure
+    scores = np.where(masks[0], 1.0, 0.0)
+    assert attribution_auroc(scores, masks) == 1.0
+    # against one ring only: 6 true atoms tie with the 18 of the other rings and beat the 3 core atoms
+    assert attribution_auroc(scores, masks[1:]) == pytest.approx((6 * 3 + 6 * 18 * 0.5) / (6 * 21))
+
+
+def test_the_cap_keeps_the_all_occurrence_mask():
+    task = SmartsTask("two", "halide AND carbonyl", (("halide", "[Cl]"), ("carbonyl", "C=O")), max_alternatives=2)
+    mol = Chem.MolFromSmiles("ClCC(=O)CC(Cl)C(=O)CCl")
+    masks = task.true_masks(mol)
+    assert len(masks) == 2
+    every = {0, 6, 10} | {2, 3} | {7, 8}  # the three chlorines and both carbonyls (C2=O3, C7=O8)
+    assert set(np.flatnonzero(masks[0])) == every
