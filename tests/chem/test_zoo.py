@@ -16,7 +16,13 @@ from sciattr.chem.training import QUALITY_SETTINGS, TrainingRecipe, attribution_
 from sciattr.datasets import TASKS, load_chembl2321810, load_nci, split_indices
 from sciattr.errors import BaselineWarning, ConvergenceWarning, InputError
 from sciattr.zoo import ZOO_DIR, available_models, load_featurizer, load_model, model_card
-from sciattr.zoo.train_chem import SEEDS, classification_metrics, predict, regression_metrics
+from sciattr.zoo.train_chem import (
+    SEEDS,
+    classification_metrics,
+    predict,
+    regression_metrics,
+    results_markdown,
+)
 
 CLASSIFIERS = [f"{arch}-{task}" for arch in ("w1n2", "w2n2", "gcn") for task in TASKS]
 REGRESSION = "w2n2-chembl2321810"
@@ -119,6 +125,55 @@ def test_cards_hold_every_seed_and_results_table_reproduces_them():
             assert run["attribution"]["max_relative_gap"] < 0.05
             assert run["attribution"]["n_scored"] == card["attribution"]["n_scored"] > 0
     assert re.search(r"## Recipe study", text)
+
+
+def test_recipe_study_table_reports_the_change_from_the_base_row():
+    def row(arch, variant, auroc, seed=0, task="t"):
+        return {"architecture": arch, "task": task, "variant": variant, "seed": seed, "best_epoch": 3,
+                "cpu_seconds": 1.0, "test": {"roc_auc": 0.99},
+                "attribution": {"attribution_auroc": auroc, "attribution_auroc_atom_features": 0.5,
+                                "baseline_above_threshold": 0.0, "median_delta": 1.0}}
+
+    study = [row("gcn", "base", 0.80), row("gcn", "anchor", 0.90), row("gcn", "anchor", 0.70, task="u"),
+             row("gcn", "base", 0.60, task="u"), row("w2n2", "anchor", 0.95), row("gcn", "anchor", 0.96, seed=1),
+             row("gcn", "base", 0.90, seed=1)]
+    text = results_markdown([], study)
+    cells = {tuple(c.strip() for c in line.split("|")[1:4]): [c.strip() for c in line.split("|")[1:-1]]
+             for line in text.splitlines() if line.startswith(("| t", "| u"))}
+    # seeds 0 and 1 of the same variant are one row: mean ± sd, and the mean of the paired changes
+    assert cells[("t", "gcn", "anchor")][3:7] == ["0, 1", "0.990 ± 0.000", "0.930 ± 0.042", "+0.080"]
+    assert cells[("u", "gcn", "anchor")][6] == "+0.100"  # its base row comes later in the file
+    assert cells[("t", "gcn", "base")][6] == "–"
+    assert cells[("t", "w2n2", "anchor")][6] == "–"  # no w2n2 base row to compare with
+    assert cells[("t", "w2n2", "anchor")][-1] == "yes" and cells[("t", "gcn", "anchor")][-1] == "no (AUROC, sd)"
+    assert "gcn, anchor: mean attribution AUROC 0.815 over 2 tasks, change from base +0.090, goal met on 0" in text
+    assert "w2n2, anchor: mean attribution AUROC 0.950 over 1 task, goal met on 1" in text
+
+
+def test_recipe_study_writes_rows_as_they_finish_and_resumes(tmp_path, monkeypatch):
+    from sciattr.zoo import train_chem
+
+    calls = []
+
+    def fake_fit(arch, task, data, *, seed, recipe, options):
+        calls.append((arch, task, seed, recipe.anchor_baseline))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # interrupted after two rows
+        return None, {"seed": seed, "best_epoch": 1, "cpu_seconds": 1.0, "test": {"roc_auc": 0.9},
+                      "attribution": {"attribution_auroc": 0.5 + seed / 10}}
+
+    monkeypatch.setattr(train_chem, "fit_classifier", fake_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train_chem.recipe_study(None, tmp_path, tasks=("benzene",), seeds=(0, 1), variants=[1, 2])
+    rows = json.loads((tmp_path / train_chem.STUDY_FILE).read_text())
+    assert [(r["variant"], r["seed"]) for r in rows] == [
+        ("zeros baseline anchored at logit 0 (neutral)", 0), ("zeros baseline anchored at logit 0 (neutral)", 1)]
+    calls.clear()
+    rows = train_chem.recipe_study(None, tmp_path, tasks=("benzene",), seeds=(0, 1), variants=[1, 2])
+    assert calls == [("gcn", "benzene", 0, "negative"), ("gcn", "benzene", 1, "negative")]  # the rest only
+    assert len(rows) == 4 and len(json.loads((tmp_path / train_chem.STUDY_FILE).read_text())) == 4
+    with pytest.raises(InputError, match="variant numbers"):
+        train_chem.recipe_study(None, tmp_path, variants=[len(train_chem.STUDY_VARIANTS)])
 
 
 @pytest.mark.parametrize("name", ["gcn-nitro_or_nitrile", "w2n2-halide_not_carbonyl"])
