@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -394,7 +395,7 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
                          f"{t['spearman']:.3f} | {c['attribution']['max_relative_gap']:.1e} | "
                          f"{c['cpu_seconds']:.0f} |")
     if study:
-        groups = _study_groups(study)
+        groups = _study_groups(study, cards)
         seeds = sorted({r["seed"] for r in study})
         lines += ["", "## Recipe study", "",
                   (f"Variants of the base recipe (Adam 1e-3, batches of 64, weight decay 1e-5, 30 epochs, patience "
@@ -405,16 +406,19 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
                   + "; ".join(f"{arch}: " + ", ".join(f"{k} {v}" for k, v in asdict(r).items())
                               for arch, r in RECIPES.items()) + ".", "",
                   ("| task | architecture | variant | seeds | ROC AUC | attribution AUROC (complete) | change from base "
-                   "| feature-only | baseline F(x') > 0 | median F(x) − F(x') | train CPU s | goal met |"),
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                   "| change from shipped | feature-only | baseline F(x') > 0 | median F(x) − F(x') | train CPU s "
+                   "| goal met |"),
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (task, arch, variant), g in groups.items():
             runs = g["runs"]
             change = "–" if g["change"] is None else f"{g['change']:+.3f}"
+            shipped = g["shipped"] if isinstance(g["shipped"], str) else \
+                "–" if g["shipped"] is None else f"{g['shipped']:+.3f}"
             lines.append(
                 f"| {task} | {arch} | {variant} | {', '.join(str(r['seed']) for r in runs)} | "
                 f"{_mean_sd([r['test']['roc_auc'] for r in runs])} | "
                 f"{_mean_sd([r['attribution']['attribution_auroc'] for r in runs])} | "
-                f"{change} | "
+                f"{change} | {shipped} | "
                 f"{_mean_sd([r['attribution']['attribution_auroc_atom_features'] for r in runs])} | "
                 f"{np.mean([r['attribution']['baseline_above_threshold'] for r in runs]):.0%} | "
                 f"{np.mean([r['attribution']['median_delta'] for r in runs]):.2f} | "
@@ -422,12 +426,15 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _study_groups(study: list[dict]) -> dict[tuple[str, str, str], dict]:
-    """Study rows grouped by (task, architecture, variant), in file order, each with its ``runs``
-    and ``change``: the mean over seeds of its attribution AUROC minus that of the base variant
-    of the same architecture, task and seed (``None`` for base rows and where no base was run)."""
+def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[str, str, str], dict]:
+    """Study rows grouped by (task, architecture, variant), in file order, each with its ``runs``,
+    ``change``: the mean over seeds of its attribution AUROC minus that of the base variant of the
+    same architecture, task and seed (``None`` for base rows and where no base was run), and
+    ``shipped``: the same against the shipped model of that architecture and task (its card's
+    seeds; ``"same recipe"`` when the variant is the shipped recipe, ``None`` without a card)."""
     base = {(r["architecture"], r["task"], r["seed"]): r["attribution"]["attribution_auroc"]
             for r in study if r["variant"].startswith("base")}
+    by_name = {c["name"]: c for c in cards}
     groups: dict[tuple[str, str, str], dict] = {}
     for r in study:
         groups.setdefault((r["task"], r["architecture"], r["variant"]), {"runs": []})["runs"].append(r)
@@ -435,6 +442,18 @@ def _study_groups(study: list[dict]) -> dict[tuple[str, str, str], dict]:
         diffs = [r["attribution"]["attribution_auroc"] - base[(arch, task, r["seed"])] for r in g["runs"]
                  if (arch, task, r["seed"]) in base]
         g["change"] = None if variant.startswith("base") or not diffs else float(np.mean(diffs))
+        card = by_name.get(f"{arch}-{task}")
+        first = g["runs"][0]
+        if card is None:
+            g["shipped"] = None
+        elif not first["options"] and TrainingRecipe(**card["training"]) == TrainingRecipe(
+                **{**asdict(STUDY_BASE), **first["recipe"]}):
+            g["shipped"] = "same recipe"
+        else:
+            shipped = {r["seed"]: r["attribution"]["attribution_auroc"] for r in _runs(card)}
+            paired = [r["attribution"]["attribution_auroc"] - shipped[r["seed"]] for r in g["runs"]
+                      if r["seed"] in shipped]
+            g["shipped"] = float(np.mean(paired)) if paired else None
     return groups
 
 
@@ -448,6 +467,8 @@ def _study_summary(groups: dict) -> str:
         met = sum(_goal_met(g["runs"]) == "yes" for g in gs)
         changes = [g["change"] for g in gs if g["change"] is not None]
         change = f", change from base {np.mean(changes):+.3f}" if changes else ""
+        versus = [g["shipped"] for g in gs if isinstance(g["shipped"], float)]
+        change += f", change from the shipped recipe {np.mean(versus):+.3f}" if versus else ""
         parts.append(f"{arch}, {variant}: mean attribution AUROC {mean:.3f} over {len(gs)} "
                      f"task{'s' if len(gs) > 1 else ''}{change}, goal met on {met}")
     return "; ".join(parts)

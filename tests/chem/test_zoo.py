@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 import warnings
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -127,9 +128,12 @@ def test_cards_hold_every_seed_and_results_table_reproduces_them():
     assert re.search(r"## Recipe study", text)
 
 
-def test_recipe_study_table_reports_the_change_from_the_base_row():
+def test_recipe_study_table_reports_the_change_from_the_base_row_and_the_shipped_model():
+    from sciattr.zoo import train_chem
+
     def row(arch, variant, auroc, seed=0, task="t"):
         return {"architecture": arch, "task": task, "variant": variant, "seed": seed, "best_epoch": 3,
+                "recipe": {}, "options": {},
                 "cpu_seconds": 1.0, "test": {"roc_auc": 0.99},
                 "attribution": {"attribution_auroc": auroc, "attribution_auroc_atom_features": 0.5,
                                 "baseline_above_threshold": 0.0, "median_delta": 1.0}}
@@ -137,16 +141,27 @@ def test_recipe_study_table_reports_the_change_from_the_base_row():
     study = [row("gcn", "base", 0.80), row("gcn", "anchor", 0.90), row("gcn", "anchor", 0.70, task="u"),
              row("gcn", "base", 0.60, task="u"), row("w2n2", "anchor", 0.95), row("gcn", "anchor", 0.96, seed=1),
              row("gcn", "base", 0.90, seed=1)]
-    text = results_markdown([], study)
+    study[1]["recipe"] = study[2]["recipe"] = study[5]["recipe"] = {"anchor_baseline": "negative"}
+
+    def run(seed, auroc):
+        return {"seed": seed, "test": {"accuracy": 0.9, "roc_auc": 0.99},
+                "attribution": {"attribution_auroc": auroc, "attribution_auroc_atom_features": 0.5, "n_scored": 5,
+                                "baseline_above_threshold": 0.0, "max_relative_gap": 0.01}}
+
+    # the shipped gcn-t (its recipe: the base one) scored 0.85 and 0.91 on seeds 0 and 1
+    card = {"name": "gcn-t", "task": {"description": "t"}, "training": asdict(train_chem.STUDY_BASE),
+            "cpu_seconds": 1.0, **run(0, 0.85), "replicates": [run(1, 0.91)]}
+    text = results_markdown([card], study)
     cells = {tuple(c.strip() for c in line.split("|")[1:4]): [c.strip() for c in line.split("|")[1:-1]]
              for line in text.splitlines() if line.startswith(("| t", "| u"))}
     # seeds 0 and 1 of the same variant are one row: mean ± sd, and the mean of the paired changes
-    assert cells[("t", "gcn", "anchor")][3:7] == ["0, 1", "0.990 ± 0.000", "0.930 ± 0.042", "+0.080"]
-    assert cells[("u", "gcn", "anchor")][6] == "+0.100"  # its base row comes later in the file
-    assert cells[("t", "gcn", "base")][6] == "–"
+    assert cells[("t", "gcn", "anchor")][3:8] == ["0, 1", "0.990 ± 0.000", "0.930 ± 0.042", "+0.080", "+0.050"]
+    assert cells[("t", "gcn", "base")][6:8] == ["–", "same recipe"]
+    assert cells[("u", "gcn", "anchor")][6:8] == ["+0.100", "–"]  # its base row comes later; no gcn-u card
     assert cells[("t", "w2n2", "anchor")][6] == "–"  # no w2n2 base row to compare with
     assert cells[("t", "w2n2", "anchor")][-1] == "yes" and cells[("t", "gcn", "anchor")][-1] == "no (AUROC, sd)"
-    assert "gcn, anchor: mean attribution AUROC 0.815 over 2 tasks, change from base +0.090, goal met on 0" in text
+    assert ("gcn, anchor: mean attribution AUROC 0.815 over 2 tasks, change from base +0.090, change from the "
+            "shipped recipe +0.050, goal met on 0") in text
     assert "w2n2, anchor: mean attribution AUROC 0.950 over 1 task, goal met on 1" in text
 
 
