@@ -18,11 +18,11 @@ against a ground-truth task (:mod:`sciattr.datasets.tasks`).
 Baselines and training. Integrated gradients explain ``F(x) - F(x')``; a classifier trained
 only on real molecules may score the all-zeros baseline anywhere, often on the "active" side of
 the decision threshold, and its attributions then explain the difference between two "active"
-predictions. ``TrainingRecipe(anchor_baseline="negative")`` (the recipe of the shipped
-classifiers) adds every batch's molecules with zeroed features as confident negatives;
-``"neutral"`` pulls their logit to 0. On the ground-truth tasks both raised the attribution
-AUROC of the complete atom scores well above the unanchored recipe at the same ROC AUC (see
-``sciattr/zoo/chem/RESULTS.md``).
+predictions. ``TrainingRecipe(anchor_baseline="negative")`` adds every batch's molecules with
+zeroed features as confident negatives; ``"neutral"`` (the recipe of the shipped classifiers)
+pulls their logit to 0. On the ground-truth tasks both raised the attribution AUROC of the
+complete atom scores well above the unanchored recipe at the same ROC AUC (see the recipe study
+in ``sciattr/zoo/chem/RESULTS.md``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import json
 import re
 import warnings
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,6 +127,22 @@ def test_cards_hold_every_seed_and_results_table_reproduces_them():
             assert run["attribution"]["max_relative_gap"] < 0.05
             assert run["attribution"]["n_scored"] == card["attribution"]["n_scored"] > 0
     assert re.search(r"## Recipe study", text)
+
+
+def test_readme_table_of_shipped_models_matches_the_cards():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    met = 0
+    for name in CLASSIFIERS:
+        card = model_card(name)
+        runs = [card] + card["replicates"]
+        values = np.array([r["attribution"]["attribution_auroc"] for r in runs])
+        roc = np.array([r["test"]["roc_auc"] for r in runs])
+        met += values.mean() >= 0.95 and values.std(ddof=1) <= 0.03 and roc.mean() >= 0.98
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {name} |"))
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[2:4] == [f"{roc.mean():.3f} ± {roc.std(ddof=1):.3f}",
+                              f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"], name
+    assert f"met for {met} of the {len(CLASSIFIERS)}" in readme.replace("\n", " ")
 
 
 def test_recipe_study_table_reports_the_change_from_the_base_row_and_the_shipped_model():
