@@ -199,3 +199,19 @@ def test_the_cap_keeps_the_all_occurrence_mask():
     assert len(masks) == 2
     every = {0, 6, 10} | {2, 3} | {7, 8}  # the three chlorines and both carbonyls (C2=O3, C7=O8)
     assert set(np.flatnonzero(masks[0])) == every
+
+
+def test_the_first_mask_is_every_occurrence_on_nci_molecules():
+    nci = load_nci()
+    checked = 0
+    for mol in nci.mols[:600]:
+        for task in TASKS.values():
+            masks = task.true_masks(mol)
+            if not masks:
+                continue
+            checked += 1
+            union = np.logical_or.reduce(masks)
+            np.testing.assert_array_equal(masks[0], union)  # the first mask holds every other one
+            assert len({m.tobytes() for m in masks}) == len(masks)  # no mask twice
+            assert task.is_positive(mol)
+    assert checked > 200
