@@ -253,6 +253,8 @@ STUDY_VARIANTS = (
     ("w1n2", "base (one weave module)", {}, {}),
     ("w1n2", "zeros baseline anchored at logit 0 (neutral)", {"anchor_baseline": "neutral"}, {}),
     ("w1n2", "zeros baseline anchored as a negative", {"anchor_baseline": "negative"}, {}),
+    ("gcn", "neutral anchor + weight decay 1e-3", {"anchor_baseline": "neutral", "weight_decay": 1e-3}, {}),
+    ("w2n2", "neutral anchor + weight decay 1e-3", {"anchor_baseline": "neutral", "weight_decay": 1e-3}, {}),
 )
 
 
@@ -427,7 +429,8 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
 
 
 def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[str, str, str], dict]:
-    """Study rows grouped by (task, architecture, variant), in file order, each with its ``runs``,
+    """Study rows grouped by (task, architecture, variant), in the order of TASKS, ARCHITECTURES and
+    STUDY_VARIANTS, seeds ascending, each with its ``runs``,
     ``change``: the mean over seeds of its attribution AUROC minus that of the base variant of the
     same architecture, task and seed (``None`` for base rows and where no base was run), and
     ``shipped``: the same against the shipped model of that architecture and task (its card's
@@ -436,7 +439,7 @@ def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[s
             for r in study if r["variant"].startswith("base")}
     by_name = {c["name"]: c for c in cards}
     groups: dict[tuple[str, str, str], dict] = {}
-    for r in study:
+    for r in sorted(study, key=_study_order):
         groups.setdefault((r["task"], r["architecture"], r["variant"]), {"runs": []})["runs"].append(r)
     for (task, arch, variant), g in groups.items():
         diffs = [r["attribution"]["attribution_auroc"] - base[(arch, task, r["seed"])] for r in g["runs"]
@@ -457,12 +460,24 @@ def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[s
     return groups
 
 
+def _study_order(row: dict) -> tuple:
+    tasks, archs = list(TASKS), list(ARCHITECTURES)
+    labels = [label for _, label, _, _ in STUDY_VARIANTS]
+    return (tasks.index(row["task"]) if row["task"] in tasks else len(tasks),
+            archs.index(row["architecture"]) if row["architecture"] in archs else len(archs),
+            labels.index(row["variant"]) if row["variant"] in labels else len(labels), row["variant"], row["seed"])
+
+
 def _study_summary(groups: dict) -> str:
     by_variant: dict[tuple[str, str], list[dict]] = {}
     for (_, arch, variant), g in groups.items():
         by_variant.setdefault((arch, variant), []).append(g)
+    archs, labels = list(ARCHITECTURES), [label for _, label, _, _ in STUDY_VARIANTS]
+    order = sorted(by_variant, key=lambda k: (archs.index(k[0]) if k[0] in archs else len(archs),
+                                              labels.index(k[1]) if k[1] in labels else len(labels), k[1]))
     parts = []
-    for (arch, variant), gs in by_variant.items():
+    for arch, variant in order:
+        gs = by_variant[(arch, variant)]
         mean = np.mean([np.mean([r["attribution"]["attribution_auroc"] for r in g["runs"]]) for g in gs])
         met = sum(_goal_met(g["runs"]) == "yes" for g in gs)
         changes = [g["change"] for g in gs if g["change"] is not None]
