@@ -78,7 +78,7 @@ ARCHITECTURES = {"w1n2": ("W1N2", WEAVE_FEATURIZER, WEAVE_OPTIONS), "w2n2": ("W2
 #: The recipe of each architecture (chosen in ``recipe_study.json``; see RESULTS.md).
 RECIPES = {"w1n2": TrainingRecipe(epochs=30, patience=10, anchor_baseline="neutral"),
            "w2n2": TrainingRecipe(epochs=30, patience=10, anchor_baseline="neutral"),
-           "gcn": TrainingRecipe(epochs=30, patience=10, anchor_baseline="neutral")}
+           "gcn": TrainingRecipe(epochs=30, patience=10, anchor_baseline="neutral", weight_decay=1e-3)}
 REGRESSION = "w2n2-chembl2321810"
 REGRESSION_RECIPE = TrainingRecipe(epochs=150, batch_size=32, patience=None)
 STUDY_FILE = "recipe_study.json"
@@ -305,8 +305,12 @@ def recipe_study(data: NciData, out: Path, tasks=STUDY_TASKS, seeds=(0,), varian
 
 @contextmanager
 def _locked(path: Path):
-    import fcntl
-
+    """An exclusive lock on ``path`` while the block runs (POSIX; elsewhere no lock: run one study at a time)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -461,22 +465,24 @@ def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[s
 
 
 def _study_order(row: dict) -> tuple:
-    tasks, archs = list(TASKS), list(ARCHITECTURES)
-    labels = [label for _, label, _, _ in STUDY_VARIANTS]
+    tasks = list(TASKS)
     return (tasks.index(row["task"]) if row["task"] in tasks else len(tasks),
-            archs.index(row["architecture"]) if row["architecture"] in archs else len(archs),
-            labels.index(row["variant"]) if row["variant"] in labels else len(labels), row["variant"], row["seed"])
+            *_variant_order((row["architecture"], row["variant"])), row["seed"])
+
+
+def _variant_order(key: tuple[str, str]) -> tuple:
+    """(architecture, variant label) in the order of ARCHITECTURES and STUDY_VARIANTS."""
+    archs, variants = list(ARCHITECTURES), [(arch, label) for arch, label, _, _ in STUDY_VARIANTS]
+    return (archs.index(key[0]) if key[0] in archs else len(archs),
+            variants.index(key) if key in variants else len(variants), key[1])
 
 
 def _study_summary(groups: dict) -> str:
     by_variant: dict[tuple[str, str], list[dict]] = {}
     for (_, arch, variant), g in groups.items():
         by_variant.setdefault((arch, variant), []).append(g)
-    archs, labels = list(ARCHITECTURES), [label for _, label, _, _ in STUDY_VARIANTS]
-    order = sorted(by_variant, key=lambda k: (archs.index(k[0]) if k[0] in archs else len(archs),
-                                              labels.index(k[1]) if k[1] in labels else len(labels), k[1]))
     parts = []
-    for arch, variant in order:
+    for arch, variant in sorted(by_variant, key=_variant_order):
         gs = by_variant[(arch, variant)]
         mean = np.mean([np.mean([r["attribution"]["attribution_auroc"] for r in g["runs"]]) for g in gs])
         met = sum(_goal_met(g["runs"]) == "yes" for g in gs)
