@@ -114,12 +114,9 @@ def _union_masks(n_atoms: int, clauses: list[list[tuple]], cap: int) -> list[np.
     then of each clause on its own -- then, clause by clause in RDKit's match order, the unions of
     one match per rule. At most ``cap`` masks in all.
     """
-    def every(matches) -> frozenset:
-        return frozenset(a for rule in matches for match in rule for a in match)
-
+    per_clause = [frozenset(a for rule in m for match in rule for a in match) for m in clauses]
     candidates = itertools.chain(
-        [frozenset().union(*(every(m) for m in clauses))] if clauses else [],
-        (every(m) for m in clauses),
+        [frozenset().union(*per_clause)] if clauses else [], per_clause,
         *(itertools.islice((frozenset(a for match in combo for a in match) for combo in itertools.product(*m)),
                            50 * cap) for m in clauses))
     masks, seen = [], set()

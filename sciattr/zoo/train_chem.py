@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -60,6 +59,7 @@ from sciattr.chem.training import (
 )
 from sciattr.datasets import TASKS, load_chembl2321810, load_nci, split_indices
 from sciattr.errors import InputError, describe
+from sciattr.run.output import atomic_write_bytes
 from sciattr.zoo import ZOO_DIR, make_featurizer
 
 __all__ = ["RECIPES", "SEEDS", "all_model_names", "classification_metrics", "main", "predict", "regression_metrics",
@@ -255,17 +255,13 @@ STUDY_VARIANTS = (
     ("w1n2", "zeros baseline anchored as a negative", {"anchor_baseline": "negative"}, {}),
     ("gcn", "neutral anchor + weight decay 1e-3", {"anchor_baseline": "neutral", "weight_decay": 1e-3}, {}),
     ("w2n2", "neutral anchor + weight decay 1e-3", {"anchor_baseline": "neutral", "weight_decay": 1e-3}, {}),
+    ("gcn", "neutral anchor + weight decay 1e-3 + attribution prior 0.01",
+     {"anchor_baseline": "neutral", "weight_decay": 1e-3, "attribution_prior": 0.01}, {}),
 )
 
 
 def _study_key(row: dict) -> tuple:
     return row["architecture"], row["task"], row["variant"], row["seed"]
-
-
-def _write_json_atomic(path: Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def recipe_study(data: NciData, out: Path, tasks=STUDY_TASKS, seeds=(0,), variants=None) -> list[dict]:
@@ -296,7 +292,7 @@ def recipe_study(data: NciData, out: Path, tasks=STUDY_TASKS, seeds=(0,), varian
                 with _locked(out / f".{STUDY_FILE}.lock"):  # two studies on other tasks may share the file
                     current = json.loads(path.read_text()) if path.is_file() else []
                     merged = [r for r in current if _study_key(r) != key] + [row]
-                    _write_json_atomic(path, merged)
+                    atomic_write_bytes(path, (json.dumps(merged, indent=1) + "\n").encode())
                 print(json.dumps({k: row[k] for k in ("architecture", "task", "variant", "seed")} | {
                     "roc_auc": round(row["test"]["roc_auc"], 4),
                     "attribution_auroc": round(row["attribution"]["attribution_auroc"], 4)}), flush=True)
