@@ -378,3 +378,32 @@ def test_attribution_quality_takes_explicit_settings_and_expected_gradients(nci_
         attribution_quality(model, graphs, masks, settings={"steps": 32})
     with pytest.raises(InputError, match="positive molecule"):
         attribution_quality(model, graphs, [[] for _ in masks])
+
+
+def test_the_seed_ensemble_explains_as_the_mean_of_its_members():
+    from sciattr.chem.featurize import SimpleWeaveFeaturizer
+    from sciattr.chem.weave import W2N2
+    from sciattr.zoo.train_chem import MeanLogit
+
+    feat = SimpleWeaveFeaturizer()
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(W2N2(feat.n_atom_features, feat.n_pair_features, 1, n_hidden=8, n_atom_hidden=8,
+                            n_dense=8).double().eval())
+    smiles = ["CC(=O)Nc1ccc(O)cc1", "ClCCBr"]
+    options = {"featurizer": feat, "steps": 32, "rule": "gausslegendre"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        both = explain_molecules(MeanLogit(members), smiles, **options)
+        each = [explain_molecules(m, smiles, **options) for m in members]
+    # linearity of integrated gradients: the ensemble's attributions are the members' mean, feature by feature
+    for name in ("atoms", both.link_name):
+        torch.testing.assert_close(both.attributions[name],
+                                   (each[0].attributions[name] + each[1].attributions[name]) / 2,
+                                   rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(both.forward_x, (each[0].forward_x + each[1].forward_x) / 2, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(each[0].attributions["atoms"], each[1].attributions["atoms"])  # members differ
+    with pytest.raises(InputError, match="at least one model"):
+        MeanLogit([])
