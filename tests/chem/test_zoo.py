@@ -123,6 +123,11 @@ def test_cards_hold_every_seed_and_results_table_reproduces_them():
         assert cells[4] == f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
         met = values.mean() >= 0.95 and values.std(ddof=1) <= 0.03 and roc.mean() >= 0.98
         assert cells[7].startswith("yes") == met
+        # the seed ensemble (mean of the seeds' logits) is recorded and shown after the seeds
+        ensemble = card["seed_ensemble"]
+        assert ensemble["seeds"] == list(SEEDS) and ensemble["max_relative_gap"] < 0.05
+        per_seed = [line for line in text.splitlines() if line.startswith(f"| {name} |")][1]
+        assert [c.strip() for c in per_seed.split("|")[1:-1]][len(SEEDS) + 1] == f"{ensemble['attribution_auroc']:.3f}"
         for run in runs:
             assert run["attribution"]["max_relative_gap"] < 0.05
             assert run["attribution"]["n_scored"] == card["attribution"]["n_scored"] > 0
