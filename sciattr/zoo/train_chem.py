@@ -3,9 +3,10 @@
 Run ``python -m sciattr.zoo.train_chem`` (all models, seeds 0, 1 and 2) or
 ``... --only w2n2-benzene gcn-nitro_or_nitrile --seeds 0``. For every model it writes, under
 ``sciattr/zoo/chem/``, ``<name>.safetensors`` (float32 weights of seed 0) and ``<name>.json``
-(its card: recipe, data split, seed, test metrics and attribution quality of seed 0, and the
-same measurements of the other seeds under ``"replicates"``), then ``RESULTS.md`` (mean ± sd
-over the seeds). ``--study`` reruns the recipe comparison (``recipe_study.json``) from which
+(its card: recipe, data split, seed, test metrics and attribution quality of seed 0, the
+same measurements of the other seeds under ``"replicates"``, and under ``"seed_ensemble"`` the
+attribution quality of the mean of the seeds' logits, :class:`MeanLogit`), then ``RESULTS.md``
+(mean ± sd over the seeds). ``--study`` reruns the recipe comparison (``recipe_study.json``) from which
 the recipes below were chosen: ``--tasks``, ``--variants`` (numbers of ``STUDY_VARIANTS``) and
 ``--seeds`` pick its rows; each row is written as it finishes and kept, so a rerun resumes.
 
