@@ -137,14 +137,23 @@ def fit_classifier(arch: str, task: str, data: NciData, *, seed: int, recipe: Tr
                           model_options={**default_options, **(options or {})}, recipe=recipe or RECIPES[arch],
                           seed=seed, split=data.parts, kind="classification", progress=progress,
                           name=f"{arch}-{task} seed {seed}")
-    test = data.parts[2]
-    quality = attribution_quality(trained.model, [graphs[i] for i in test], [masks[i] for i in test],
-                                  featurizer=featurizer, settings=QUALITY_SETTINGS)
-    quality.pop("per_molecule")
+    quality = measure_attribution(trained.model, arch, task, data)
     measured = {"seed": seed, "best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
                 "cpu_seconds": round(trained.cpu_seconds, 1), "validation": _rounded(trained.metrics["validation"]),
                 "test": trained.metrics["test"], "attribution": quality}
     return trained, measured
+
+
+def measure_attribution(model, arch: str, task: str, data: NciData) -> dict:
+    """:func:`attribution_quality` of ``model`` (of architecture ``arch``'s featurization) on the
+    positives of the test split of ``task`` (without the per-molecule list)."""
+    featurizer_spec = ARCHITECTURES[arch][1]
+    graphs, masks, test = data.graphs[featurizer_spec["class"]], data.masks(featurizer_spec["class"], task), \
+        data.parts[2]
+    quality = attribution_quality(model, [graphs[i] for i in test], [masks[i] for i in test],
+                                  featurizer=make_featurizer(featurizer_spec), settings=QUALITY_SETTINGS)
+    quality.pop("per_molecule")
+    return quality
 
 
 # ---------------------------------------------------------------------------------------- saving
@@ -190,11 +199,7 @@ def train_classifier(name: str, data: NciData, out: Path, seeds=SEEDS, progress=
     architecture, featurizer_spec, _ = ARCHITECTURES[arch]
     ensemble = None
     if len(seeds) > 1:  # the mean of the seeds' logits: by linearity, the mean of their attributions
-        test = data.parts[2]
-        graphs, masks = data.graphs[featurizer_spec["class"]], data.masks(featurizer_spec["class"], task_name)
-        quality = attribution_quality(MeanLogit([runs[s][0].model for s in seeds]), [graphs[i] for i in test],
-                                      [masks[i] for i in test], featurizer=make_featurizer(featurizer_spec),
-                                      settings=QUALITY_SETTINGS)
+        quality = measure_attribution(MeanLogit([runs[s][0].model for s in seeds]), arch, task_name, data)
         ensemble = {"seeds": list(seeds), "attribution_auroc": quality["attribution_auroc"],
                     "attribution_auroc_atom_features": quality["attribution_auroc_atom_features"],
                     "max_relative_gap": quality["max_relative_gap"]}
