@@ -31,7 +31,7 @@ import warnings
 
 import torch
 
-MODEL = "gcn-benzene"
+MODEL = "gcn-benzene:0"  # member 0 (seed 0) of the shipped ensemble: one GINE network
 
 
 def _status_mib(field: str) -> float:

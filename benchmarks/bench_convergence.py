@@ -149,8 +149,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     builders = {
-        "w2n2": lambda: molecule_workload("w2n2-benzene", args.molecules),
-        "gcn": lambda: molecule_workload("gcn-benzene", args.molecules),
+        "w2n2": lambda: molecule_workload("w2n2-benzene:0", args.molecules),
+        "gcn": lambda: molecule_workload("gcn-benzene:0", args.molecules),
         "lm": lambda: lm_workload(args.sentences),
         "mlp": lambda: dense_workload("mlp", args.dense),
         "lstm": lambda: dense_workload("lstm", args.dense),

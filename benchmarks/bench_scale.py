@@ -42,8 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_MODEL = "w2n2-benzene"
-PYG_MODEL = "gcn-benzene"
+DEFAULT_MODEL = "w2n2-benzene:0"  # member 0 (seed 0) of the shipped ensembles: one network
+PYG_MODEL = "gcn-benzene:0"
 
 
 # ---------------------------------------------------------------------------------------- the library

@@ -273,8 +273,10 @@ def _cmd_models(args) -> int:
         task = card.get("task", {})
         test = card.get("test", {})
         metrics = ", ".join(f"{k} {v:.3g}" for k, v in test.items() if isinstance(v, float))
+        ensemble = card.get("ensemble") if isinstance(card.get("ensemble"), dict) else {}
+        architecture = card.get("architecture", "") + (f" x{len(ensemble['seeds'])}" if ensemble.get("seeds") else "")
         print(f"{name:<26} {task.get('name', '') + ' (' + _short_kind(task.get('kind', '')) + ')':<34} "
-              f"{card.get('architecture', ''):<22} {metrics}")
+              f"{architecture:<22} {metrics}")
     import json
 
     text_dir = Path(__file__).resolve().parent / "zoo" / "text"

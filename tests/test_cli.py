@@ -1,6 +1,8 @@
 """The command line: the README's main job, single and batch forms, and clear errors (exit code 2)."""
 
 
+import re
+
 import pytest
 
 from sciattr.cli import main
@@ -77,6 +79,9 @@ def test_version_models_and_no_silent_overwrite(tmp_path, capsys):
     assert main(["models"]) == 0
     listing = capsys.readouterr().out
     assert "w2n2-benzene" in listing and "roc_auc 1" in listing and "topic-classifier" in listing
+    assert re.search(r"gcn-benzene .* GINENetwork x3 ", listing)  # a seed ensemble of three networks
+    regression = next(line for line in listing.splitlines() if line.startswith("w2n2-chembl2321810 "))
+    assert " W2N2 " in regression and "W2N2 x" not in regression  # one network
     out = tmp_path / "r.html"
     out.write_text("keep me")
     assert main(["molecule", "CCO", "--out", str(out)]) == 2

@@ -23,6 +23,7 @@ from sciattr.chem.adapter import (
     ragged_graphs,
     receptive_radius,
 )
+from sciattr.chem.architectures import MeanEnsemble
 from sciattr.chem.baselines import NeutralBaseline, ReferenceBaselines, neutral_baseline
 from sciattr.chem.dead_features import ReceptiveFieldReport, receptive_field_report, wl_colours
 from sciattr.chem.draw import (
@@ -75,6 +76,7 @@ __all__ = [
     "GINENetwork",
     "GraphBatch",
     "GroupTotal",
+    "MeanEnsemble",
     "MoleculeAttribution",
     "MoleculeGraph",
     "NeutralBaseline",

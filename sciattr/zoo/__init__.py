@@ -1,13 +1,17 @@
 """Small trained chemistry models that ship with sciattr, and their cards.
 
 Every model lives in ``sciattr/zoo/chem/`` as ``<name>.safetensors`` (float32 weights) and
-``<name>.json`` (its card: task, featurizer, architecture configuration, data split, seed and
-test metrics). They were made by the seeded script :mod:`sciattr.zoo.train_chem`.
+``<name>.json`` (its card: task, featurizer, architecture configuration, data split, seeds and
+test metrics). They were made by the seeded script :mod:`sciattr.zoo.train_chem`. Every shipped
+classifier is a seed ensemble (:class:`~sciattr.chem.architectures.MeanEnsemble`: the mean of the
+logits of three models of one architecture trained from seeds 0, 1 and 2; its integrated gradients
+are the mean of theirs); ``load_model(name, member=k)`` gives one of them.
 
 Names are ``<architecture>-<task>``: architectures ``w1n2``, ``w2n2`` (Weave, Kearnes et al. 2016,
 on the "simple" featurization) and ``gcn`` (:class:`~sciattr.chem.gnn.GINENetwork`); tasks the
 SMARTS ground-truth tasks of :mod:`sciattr.datasets.tasks` over the NCI molecules
-(``benzene``, ``halide_carbonyl``, ``amine_ether_benzene``), one single-output classifier
+(``benzene``, ``halide_carbonyl``, ``amine_ether_benzene``, ``nitro_or_nitrile``,
+``halide_not_carbonyl``, ``halide_carbonyl_or_nitro``), one single-output classifier
 (logit) per task, plus ``w2n2-chembl2321810``, a pIC50 regression on the CHEMBL2321810 series.
 
 Example
@@ -50,6 +54,16 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in ZOO_DIR.glob("*.json") if p.with_suffix(".safetensors").is_file())
 
 
+def _member_of(name_or_path: str | os.PathLike) -> tuple[str | os.PathLike, int | None]:
+    """``"gcn-benzene:1"`` -> ``("gcn-benzene", 1)``: a name (or card path) with one ensemble member."""
+    text = os.fspath(name_or_path)
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isdigit() and head and (head in available_models() or Path(head).suffix in (".json",
+                                                                                               ".safetensors")):
+        return head, int(tail)
+    return name_or_path, None
+
+
 def _card_path(name_or_path: str | os.PathLike) -> Path:
     text = os.fspath(name_or_path)
     if text in available_models():
@@ -58,21 +72,21 @@ def _card_path(name_or_path: str | os.PathLike) -> Path:
     if path.suffix in (".json", ".safetensors") and path.with_suffix(".json").is_file() \
             and path.with_suffix(".safetensors").is_file():
         return path.with_suffix(".json")
-    raise InputError(f"expected a shipped model name among {available_models()} or a path to a card (.json) "
-                     f"with its .safetensors beside it; got {text!r}")
+    raise InputError(f"expected a shipped model name among {available_models()} (``name:k`` for member k of its "
+                     f"ensemble) or a path to a card (.json) with its .safetensors beside it; got {text!r}")
 
 
 def model_card(name_or_path: str | os.PathLike) -> dict:
     """The card (a dict) of a shipped model, or of a card/weights path."""
-    return json.loads(_card_path(name_or_path).read_text())
+    return json.loads(_card_path(_member_of(name_or_path)[0]).read_text())
 
 
-def build_model(architecture: str, config: dict) -> torch.nn.Module:
+def build_model(architecture: str, config: dict, members: int | None = None) -> torch.nn.Module:
     """An untrained model of ``architecture`` (``"W1N2"``, ``"W2N2"`` or ``"GINENetwork"``;
-    :func:`sciattr.chem.architectures.build_model`)."""
+    ``members=n``: a mean ensemble of ``n``; :func:`sciattr.chem.architectures.build_model`)."""
     from sciattr.chem.architectures import build_model as build
 
-    return build(architecture, config)
+    return build(architecture, config, members=members)
 
 
 def make_featurizer(spec: dict):
@@ -83,14 +97,43 @@ def make_featurizer(spec: dict):
     return featurizer_from_spec(spec)
 
 
-def load_model(name_or_path: str | os.PathLike) -> torch.nn.Module:
-    """A shipped (or saved) model in eval mode, float32 on the CPU, with its card as ``model.card``."""
+def load_model(name_or_path: str | os.PathLike, member: int | None = None) -> torch.nn.Module:
+    """A shipped (or saved) model in eval mode, float32 on the CPU, with its card as ``model.card``.
+
+    A card with an ``"ensemble"`` entry (every shipped classifier) describes a
+    :class:`~sciattr.chem.architectures.MeanEnsemble`: the mean of the logits of the same
+    architecture trained from the seeds it lists. ``member=k`` loads the ``k``-th of them alone
+    (seed ``card["ensemble"]["seeds"][k]``), with a card whose ``test`` and ``attribution`` are
+    that member's own measurements; so does the name ``"<name>:k"`` (e.g. ``"gcn-benzene:0"``),
+    which works wherever a model name is taken (command line, runner, benchmarks)."""
     safetensors = require("safetensors.torch", "chem")
+    name_or_path, named_member = _member_of(name_or_path)
+    if named_member is not None:
+        if member is not None and member != named_member:
+            raise InputError(f"expected one member; got {os.fspath(name_or_path)}:{named_member} and "
+                             f"member={member!r}")
+        member = named_member
     card_path = _card_path(name_or_path)
     card = json.loads(card_path.read_text())
-    model = build_model(card["architecture"], card["config"])
+    seeds = card.get("ensemble", {}).get("seeds") if isinstance(card.get("ensemble"), dict) else None
     weights = card_path.with_suffix(".safetensors")
     state = safetensors.load_file(str(weights))
+    if member is not None:
+        if seeds is None:
+            raise InputError(f"expected member= only for an ensemble's card; {card_path.name} describes one "
+                             f"{card['architecture']}")
+        if isinstance(member, bool) or not isinstance(member, int) or not 0 <= member < len(seeds):
+            raise InputError(f"expected member= an int in 0..{len(seeds) - 1} ({len(seeds)} members, seeds "
+                             f"{seeds}); got {member!r}")
+        prefix = f"members.{member}."
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        own_record: dict = next((m for m in card.get("members", []) if m.get("seed") == seeds[member]), {})
+        card = {**{k: v for k, v in card.items() if k not in ("ensemble", "replicates", "members")},
+                "name": f"{card['name']}:{member}",
+                "member": {"index": member, "seed": seeds[member], "of": card["name"]},
+                **{k: own_record[k] for k in ("test", "attribution", "cpu_seconds") if k in own_record}}
+        seeds = None
+    model = build_model(card["architecture"], card["config"], members=None if seeds is None else len(seeds))
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -1,13 +1,18 @@
 """Train the shipped chemistry models (seeded, one CPU thread).
 
-Run ``python -m sciattr.zoo.train_chem`` (all models, seeds 0, 1 and 2) or
-``... --only w2n2-benzene gcn-nitro_or_nitrile --seeds 0``. For every model it writes, under
-``sciattr/zoo/chem/``, ``<name>.safetensors`` (float32 weights of seed 0) and ``<name>.json``
-(its card: recipe, data split, seed, test metrics and attribution quality of seed 0, the
-same measurements of the other seeds under ``"replicates"``, and under ``"seed_ensemble"`` the
-attribution quality of the mean of the seeds' logits, :class:`MeanLogit`), then ``RESULTS.md``
-(mean ± sd over the seeds). ``--study`` reruns the recipe comparison (``recipe_study.json``) from which
-the recipes below were chosen: ``--tasks``, ``--variants`` (numbers of ``STUDY_VARIANTS``) and
+Run ``python -m sciattr.zoo.train_chem`` (all models, seeds 0 to 8) or
+``... --only w2n2-benzene gcn-nitro_or_nitrile``. For every model it writes, under
+``sciattr/zoo/chem/``, ``<name>.safetensors`` (float32 weights of the seed ensemble: a
+:class:`~sciattr.chem.architectures.MeanEnsemble` of the models of seeds 0, 1 and 2, the mean of
+their logits) and ``<name>.json`` (its card: recipe, data split, seeds, test metrics and
+attribution quality of that ensemble; the same measurements of the replicate ensembles of
+seeds 3-5 and 6-8 under ``"replicates"``, and of every single model under ``"members"``), then
+``RESULTS.md`` (mean ± sd over the ensembles, and over the single models). ``--members`` and
+``--replicates`` change the ensembles' size and number. Trained members are kept in a cache
+(``--cache``; default ``~/.cache/sciattr/train_chem``, keyed by recipe, task, split, seed and
+torch version), so an interrupted run resumes and a rerun only re-measures. ``--study`` reruns
+the recipe comparison of single models (``recipe_study.json``) from which the recipes below were
+chosen: ``--tasks``, ``--variants`` (numbers of ``STUDY_VARIANTS``) and
 ``--seeds`` pick its rows; each row is written as it finishes and kept, so a rerun resumes.
 
 Models
@@ -40,6 +45,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -48,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sciattr.chem.architectures import MeanEnsemble
 from sciattr.chem.featurize import featurize_batch
 from sciattr.chem.training import (
     QUALITY_SETTINGS,
@@ -68,6 +75,8 @@ __all__ = ["RECIPES", "SEEDS", "all_model_names", "classification_metrics", "mai
 
 SEED = 0
 SEEDS = (0, 1, 2)
+#: The seeds of each shipped ensemble: the first is shipped, the others are its replicates for the statistics.
+ENSEMBLES = ((0, 1, 2), (3, 4, 5), (6, 7, 8))
 FRACTIONS = (0.8, 0.1, 0.1)
 WEAVE_FEATURIZER = {"class": "SimpleWeaveFeaturizer", "max_distance": 2}
 GCN_FEATURIZER = {"class": "PyGFeaturizer", "atoms": "simple"}
@@ -180,57 +189,111 @@ def _data_card(n: int, parts) -> dict:
             "n_molecules": n, "split": {"fractions": list(FRACTIONS), "seed": SEED, "sizes": [len(p) for p in parts]}}
 
 
-def train_classifier(name: str, data: NciData, out: Path, seeds=SEEDS, progress=False) -> dict:
-    """Train ``name`` for every seed; save the weights of seed 0 with a card holding all seeds."""
+def member_cache_dir() -> Path:
+    """Where trained members are kept between runs: ``$SCIATTR_TRAIN_CACHE``, else
+    ``$XDG_CACHE_HOME/sciattr/train_chem`` (``~/.cache/sciattr/train_chem``)."""
+    if os.environ.get("SCIATTR_TRAIN_CACHE"):
+        return Path(os.environ["SCIATTR_TRAIN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sciattr" / "train_chem"
+
+
+def _member_key(arch: str, task: str, seed: int, data: NciData) -> str:
+    """A digest of everything that decides a member's weights: architecture, options, featurizer,
+    recipe, task rules, split, seed and the torch version."""
+    architecture, featurizer_spec, options = ARCHITECTURES[arch]
+    spec = {"architecture": architecture, "options": options, "featurizer": featurizer_spec,
+            "recipe": _changed(RECIPES[arch]), "task": [list(r) for r in TASKS[task].rules],
+            "formula": TASKS[task].formula, "split": [len(p) for p in data.parts], "seed": seed,
+            "torch": torch.__version__}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _changed(recipe: TrainingRecipe) -> dict:
+    """The fields of a recipe that differ from TrainingRecipe's defaults (a new field with its
+    default leaves the cache keys as they were)."""
+    default = asdict(TrainingRecipe())
+    return {k: v for k, v in asdict(recipe).items() if v != default[k]}
+
+
+def fit_member(arch: str, task: str, data: NciData, *, seed: int, cache: Path | None = None, progress=False):
+    """One seed of the shipped recipe of ``arch`` on ``task``: ``(model, record)`` with ``record`` =
+    the measurements of :func:`fit_classifier` plus the model ``config`` and ``pos_weight``.
+
+    With ``cache``, a member trained before with the same recipe, task, split, seed and torch is
+    loaded from it, and a newly trained one is written to it (weights, then the record, each
+    atomically), so an interrupted run resumes where it stopped."""
+    from safetensors.torch import load_file, save_file
+
+    from sciattr.chem.architectures import build_model
+
+    stem = None if cache is None else cache / f"{arch}-{task}-seed{seed}-{_member_key(arch, task, seed, data)}"
+    if stem is not None and stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file():
+        record = json.loads(stem.with_suffix(".json").read_text())
+        model = build_model(ARCHITECTURES[arch][0], record["config"])
+        model.load_state_dict(load_file(str(stem.with_suffix(".safetensors"))))
+        return model.eval(), record
+    trained, measured = fit_classifier(arch, task, data, seed=seed, progress=progress)
+    record = {**measured, "config": trained.config, "pos_weight": trained.pos_weight[0]}
+    if stem is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        weights = {k: v.detach().float().contiguous() for k, v in trained.model.state_dict().items()}
+        tmp = stem.with_name(stem.name + ".tmp.safetensors")
+        save_file(weights, str(tmp))
+        os.replace(tmp, stem.with_suffix(".safetensors"))
+        atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
+    return trained.model.eval(), record
+
+
+def measure_ensemble(model, arch: str, task: str, data: NciData) -> dict:
+    """Test metrics (from the model's logits) and attribution quality of a model on ``task``."""
+    featurizer_class = ARCHITECTURES[arch][1]["class"]
+    graphs, masks, test = data.graphs[featurizer_class], data.masks(featurizer_class, task), data.parts[2]
+    logits = predict(model, [graphs[i] for i in test])
+    labels = np.array([float(bool(masks[i])) for i in test])
+    return {"test": classification_metrics(logits, labels), "attribution": measure_attribution(model, arch, task, data)}
+
+
+def train_classifier(name: str, data: NciData, out: Path, ensembles=ENSEMBLES, cache: Path | None = None,
+                     progress=False) -> dict:
+    """Train every member of every ensemble of ``name``; save the first ensemble (the mean of its
+    members' logits) with a card holding every ensemble and every member."""
     arch, task_name = name.split("-", 1)
-    if SEED not in seeds:
-        raise InputError(f"expected seed {SEED} among the seeds (its weights are shipped); got {list(seeds)}")
-    runs = {}
+    if not ensembles or any(not e for e in ensembles):
+        raise InputError(f"expected one or more non-empty ensembles of seeds; got {describe(ensembles)}")
+    seeds = sorted({s for e in ensembles for s in e})
+    members = {}
     for seed in seeds:
-        trained, measured = fit_classifier(arch, task_name, data, seed=seed, progress=progress)
-        runs[seed] = (trained, measured)
-        print(json.dumps({"name": name, "seed": seed, "accuracy": round(measured["test"]["accuracy"], 4),
-                          "roc_auc": round(measured["test"]["roc_auc"], 4),
-                          "attribution_auroc": round(measured["attribution"]["attribution_auroc"], 4),
-                          "feature_only": round(measured["attribution"]["attribution_auroc_atom_features"], 4),
-                          "best_epoch": measured["best_epoch"], "cpu_seconds": measured["cpu_seconds"]}), flush=True)
-    trained, measured = runs[SEED]
+        members[seed] = fit_member(arch, task_name, data, seed=seed, cache=cache, progress=progress)
+        record = members[seed][1]
+        print(json.dumps({"name": name, "seed": seed, "roc_auc": round(record["test"]["roc_auc"], 4),
+                          "attribution_auroc": round(record["attribution"]["attribution_auroc"], 4),
+                          "best_epoch": record["best_epoch"], "cpu_seconds": record["cpu_seconds"]}), flush=True)
+    replicates = []
+    for ensemble in ensembles:
+        model = MeanEnsemble([members[s][0] for s in ensemble])
+        replicates.append({"seeds": list(ensemble), **measure_ensemble(model, arch, task_name, data)})
+        print(json.dumps({"name": name, "ensemble": list(ensemble),
+                          "roc_auc": round(replicates[-1]["test"]["roc_auc"], 4),
+                          "attribution_auroc": round(replicates[-1]["attribution"]["attribution_auroc"], 4)}),
+              flush=True)
+    shipped = ensembles[0]
     task = TASKS[task_name]
     architecture, featurizer_spec, _ = ARCHITECTURES[arch]
-    ensemble = None
-    if len(seeds) > 1:  # the mean of the seeds' logits: by linearity, the mean of their attributions
-        quality = measure_attribution(MeanLogit([runs[s][0].model for s in seeds]), arch, task_name, data)
-        ensemble = {"seeds": list(seeds), "attribution_auroc": quality["attribution_auroc"],
-                    "attribution_auroc_atom_features": quality["attribution_auroc_atom_features"],
-                    "max_relative_gap": quality["max_relative_gap"]}
-    card = base_card(name, architecture, trained.config, featurizer_spec, trained.recipe,
-                     _data_card(len(trained.graphs), data.parts))
-    card.update({"task": {"name": task.name, "description": task.description, "formula": task.formula,
+    first = members[shipped[0]][1]
+    card = base_card(name, architecture, first["config"], featurizer_spec, RECIPES[arch],
+                     _data_card(len(data.graphs[featurizer_spec["class"]]), data.parts))
+    card.pop("seed")
+    card.update({"ensemble": {"seeds": list(shipped), "combine": "mean of the members' logits"},
+                 "task": {"name": task.name, "description": task.description, "formula": task.formula,
                           "rules": [list(r) for r in task.rules], "kind": "binary classification (one logit)",
-                          "pos_weight": trained.pos_weight[0]},
-                 "history": {"best_epoch": measured["best_epoch"], "epochs_run": measured["epochs_run"],
-                             "validation": measured["validation"]},
-                 "cpu_seconds": measured["cpu_seconds"], "test": measured["test"],
-                 "attribution": measured["attribution"],
-                 "replicates": [runs[s][1] for s in seeds if s != SEED]})
-    if ensemble is not None:
-        card["seed_ensemble"] = ensemble
-    save(trained.model, card, out)
+                          "pos_weight": first["pos_weight"]},
+                 "cpu_seconds": round(sum(members[s][1]["cpu_seconds"] for s in shipped), 1),
+                 "test": replicates[0]["test"], "attribution": replicates[0]["attribution"],
+                 "replicates": replicates[1:],
+                 "members": [{k: v for k, v in members[s][1].items() if k not in ("config", "pos_weight")}
+                             for s in seeds]})
+    save(MeanEnsemble([members[s][0] for s in shipped]), card, out)
     return card
-
-
-class MeanLogit(torch.nn.Module):
-    """The mean of several models' outputs (same inputs, same output shape). Integrated gradients
-    are linear in the model, so its attributions are the mean of the members' attributions."""
-
-    def __init__(self, members):
-        super().__init__()
-        if not members:
-            raise InputError("expected at least one model to average")
-        self.members = torch.nn.ModuleList(members)
-
-    def forward(self, *args, **kwargs):
-        return torch.stack([m(*args, **kwargs) for m in self.members]).mean(0)
 
 
 def train_regression(out: Path, progress=False) -> dict:
@@ -289,6 +352,9 @@ STUDY_VARIANTS = (
     ("w2n2", "neutral anchor + weight decay 1e-3", {"anchor_baseline": "neutral", "weight_decay": 1e-3}, {}),
     ("gcn", "neutral anchor + weight decay 1e-3 + attribution prior 0.01",
      {"anchor_baseline": "neutral", "weight_decay": 1e-3, "attribution_prior": 0.01}, {}),
+    ("gcn", "neutral anchor + weight decay 1e-3 + path monotonicity 1",
+     {"anchor_baseline": "neutral", "weight_decay": 1e-3, "path_monotonicity": 1.0}, {}),
+    ("w2n2", "neutral anchor + path monotonicity 1", {"anchor_baseline": "neutral", "path_monotonicity": 1.0}, {}),
 )
 
 
@@ -358,8 +424,24 @@ def _mean_sd(values) -> str:
 
 
 def _runs(card: dict) -> list[dict]:
-    return [{"seed": card["seed"], "test": card["test"], "attribution": card["attribution"]}] + \
+    """The replicates of a shipped model: its ensembles (the shipped one first), or for a single
+    model its seeds."""
+    if isinstance(card.get("ensemble"), dict):
+        return [{"seeds": card["ensemble"]["seeds"], "test": card["test"], "attribution": card["attribution"]}] + \
+            list(card.get("replicates", []))
+    return [{"seed": card.get("seed"), "test": card["test"], "attribution": card["attribution"]}] + \
         list(card.get("replicates", []))
+
+
+def _members(card: dict) -> list[dict]:
+    """The single models of a card (every seed trained), or its own runs when it is one model."""
+    return list(card["members"]) if card.get("members") else _runs(card)
+
+
+def _seeds_label(seeds) -> str:
+    seeds = list(seeds)
+    contiguous = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1))
+    return f"{seeds[0]}–{seeds[-1]}" if contiguous else ", ".join(map(str, seeds))
 
 
 GOAL = {"attribution_auroc": 0.95, "sd": 0.03, "roc_auc": 0.98}
@@ -379,13 +461,20 @@ def _goal_met(runs: list[dict]) -> str:
 
 
 def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
-    """Markdown: mean ± sd over seeds per (architecture, task), the seed-0 models, the recipe study."""
+    """Markdown: the shipped ensembles (mean ± sd over replicate ensembles), their single members,
+    the regression model, the recipe study."""
     classifiers = [c for c in cards if "roc_auc" in c["test"]]
-    n_seeds = sorted({len(_runs(c)) for c in classifiers})
+    ensembles = [r["seeds"] for r in _runs(classifiers[0])] if classifiers and "ensemble" in classifiers[0] else []
+    n_members = sorted({len(_members(c)) for c in classifiers})
     lines = ["# Shipped chemistry models", "",
-             ("Made by `python -m sciattr.zoo.train_chem` (one CPU thread). Every classifier was trained with seeds "
-              f"{', '.join(str(s) for s in SEEDS)} on the same seeded 80/10/10 split of the 4,991 NCI molecules "
-              "(the seed changes the initial weights and the batch order); the shipped weights are those of seed 0. "
+             ("Made by `python -m sciattr.zoo.train_chem` (one CPU thread). Every classifier is trained on the same "
+              "seeded 80/10/10 split of the 4,991 NCI molecules (the seed changes the initial weights and the batch "
+              "order). The shipped classifier of each architecture and task is a **seed ensemble**: the mean of the "
+              "logits of the models trained from seeds "
+              + (_seeds_label(ensembles[0]) if ensembles else "0") + " (`sciattr.chem.MeanEnsemble`; integrated "
+              "gradients are linear in the model, so its attributions are the mean of its members'). Its statistics "
+              "come from replicate ensembles of the same recipe on disjoint seeds ("
+              + "; ".join(_seeds_label(e) for e in ensembles) + "). "
               "Test split: 499 molecules. Accuracy at logit 0; the classifiers are trained with a positive-class "
               "weight. Attribution AUROC: integrated gradients of the logit (zeros baseline, 64 Gauss–Legendre "
               "nodes) for every positive test molecule; per molecule the AUROC of the atom scores against the atoms "
@@ -394,9 +483,13 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
               "the molecules; 0.5 is chance. *Complete* atom scores (the default view) are the atom's features plus "
               "half of every pair/bond it takes part in; *feature-only* scores leave the pairs/bonds out."), "",
              (f"Goal: attribution AUROC (complete) ≥ {GOAL['attribution_auroc']} in the mean with sd ≤ {GOAL['sd']}, "
-              f"at test ROC AUC ≥ {GOAL['roc_auc']}. Values are mean ± sd (sample sd) over "
-              f"{'/'.join(str(n) for n in n_seeds)} seeds."), "",
-             "## Mean ± sd over seeds", "",
+              f"at test ROC AUC ≥ {GOAL['roc_auc']}. Values are mean ± sd (sample sd) over the "
+              f"{len(ensembles)} ensembles, and for the single models over their "
+              f"{'/'.join(str(n) for n in n_members)} seeds."), "",
+             (f"Goal met by the shipped ensembles for {sum(_goal_met(_runs(c)) == 'yes' for c in classifiers)} of "
+              f"the {len(classifiers)} classifiers; by single models for "
+              f"{sum(_goal_met(_members(c)) == 'yes' for c in classifiers)}."), "",
+             f"## Shipped ensembles (mean ± sd over {len(ensembles)} ensembles)", "",
              ("| model | task | accuracy | ROC AUC | attribution AUROC (complete) | attribution AUROC (feature-only) "
               "| positives scored | goal met |"),
              "|---|---|---|---|---|---|---|---|"]
@@ -408,20 +501,23 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
             f"{_mean_sd([r['attribution']['attribution_auroc'] for r in runs])} | "
             f"{_mean_sd([r['attribution'].get('attribution_auroc_atom_features') for r in runs])} | "
             f"{c['attribution']['n_scored']} | {_goal_met(runs)} |")
-    lines += ["", "## Per seed (attribution AUROC, complete atom scores)", "",
-              ("The *seed ensemble* is the mean of the seeds' logits (not shipped): integrated gradients are linear in "
-              "the model, so its attributions are the mean of the seeds' attributions."), "",
-              "| model | " + " | ".join(f"seed {s}" for s in SEEDS) + " | seed ensemble | baseline F(x') > 0, seed 0 | "
-              "max relative gap, seed 0 | train CPU s, seed 0 |", "|---|" + "---|" * (len(SEEDS) + 4)]
+    lines += ["", "## Single models and each ensemble (attribution AUROC, complete atom scores)", "",
+              ("Single models: every member seed on its own (mean ± sd over the seeds), the goal judged on them as "
+               "on the ensembles. Ensembles: the attribution AUROC of each; baseline F(x') > 0, relative gap and "
+               "training time are those of the shipped ensemble (training: its members' CPU seconds summed)."), "",
+              "| model | single models: ROC AUC | single models: attribution AUROC | single models: goal met | "
+              + " | ".join(f"ensemble {_seeds_label(e)}" for e in ensembles)
+              + " | baseline F(x') > 0 | max relative gap | train CPU s |",
+              "|---|---|---|---|" + "---|" * (len(ensembles) + 3)]
     for c in classifiers:
-        by_seed = {r["seed"]: r["attribution"]["attribution_auroc"] for r in _runs(c)}
-        cells = " | ".join(f"{by_seed[s]:.3f}" if s in by_seed else "–" for s in SEEDS)
-        ensemble = c.get("seed_ensemble")
-        cells += f" | {ensemble['attribution_auroc']:.3f}" if ensemble else " | –"
+        members = _members(c)
+        by_seeds = {tuple(r.get("seeds") or ()): r["attribution"]["attribution_auroc"] for r in _runs(c)}
+        cells = " | ".join(f"{by_seeds[tuple(e)]:.3f}" if tuple(e) in by_seeds else "–" for e in ensembles)
         a = c["attribution"]
-        lines.append(f"| {c['name']} | {cells} | {a.get('baseline_above_threshold', float('nan')):.0%} | "
-                     f"{a['max_relative_gap']:.1e} | "
-                     f"{c['cpu_seconds']:.0f} |")
+        lines.append(f"| {c['name']} | {_mean_sd([m['test']['roc_auc'] for m in members])} | "
+                     f"{_mean_sd([m['attribution']['attribution_auroc'] for m in members])} | {_goal_met(members)} | "
+                     f"{cells}{' | ' if cells else ''}{a.get('baseline_above_threshold', float('nan')):.0%} | "
+                     f"{a['max_relative_gap']:.1e} | {c['cpu_seconds']:.0f} |")
     regressions = [c for c in cards if "rmse" in c["test"]]
     if regressions:
         lines += ["", "## Regression (seed 0)", "",
@@ -439,7 +535,9 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
                   (f"Variants of the base recipe (Adam 1e-3, batches of 64, weight decay 1e-5, 30 epochs, patience "
                    f"10, no anchor), seeds {', '.join(map(str, seeds))}, the same split and attribution measurement "
                    f"as above ({STUDY_FILE}; `python -m sciattr.zoo.train_chem --study --tasks ... --variants ... "
-                   "--seeds ...` runs them). Not every variant was run on every task."), "",
+                   "--seeds ...` runs them). Not every variant was run on every task. Every row is of single models; "
+                   "*change from shipped* pairs each seed with the single model of the shipped recipe of the same "
+                   "seed (a member of the shipped ensembles)."), "",
                   "Per variant, over the tasks it was run on: " + _study_summary(groups) + ". The shipped recipes: "
                   + "; ".join(f"{arch}: " + ", ".join(f"{k} {v}" for k, v in asdict(r).items())
                               for arch, r in RECIPES.items()) + ".", "",
@@ -469,8 +567,8 @@ def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[s
     STUDY_VARIANTS, seeds ascending, each with its ``runs``,
     ``change``: the mean over seeds of its attribution AUROC minus that of the base variant of the
     same architecture, task and seed (``None`` for base rows and where no base was run), and
-    ``shipped``: the same against the shipped model of that architecture and task (its card's
-    seeds; ``"same recipe"`` when the variant is the shipped recipe, ``None`` without a card)."""
+    ``shipped``: the same against the single models of the shipped recipe of that architecture
+    and task (its card's members, paired by seed; ``"same recipe"`` when the variant is the shipped recipe, ``None`` without a card)."""
     base = {(r["architecture"], r["task"], r["seed"]): r["attribution"]["attribution_auroc"]
             for r in study if r["variant"].startswith("base")}
     by_name = {c["name"]: c for c in cards}
@@ -489,7 +587,7 @@ def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[s
                 **{**asdict(STUDY_BASE), **first["recipe"]}):
             g["shipped"] = "same recipe"
         else:
-            shipped = {r["seed"]: r["attribution"]["attribution_auroc"] for r in _runs(card)}
+            shipped = {r["seed"]: r["attribution"]["attribution_auroc"] for r in _members(card)}
             paired = [r["attribution"]["attribution_auroc"] - shipped[r["seed"]] for r in g["runs"]
                       if r["seed"] in shipped]
             g["shipped"] = float(np.mean(paired)) if paired else None
@@ -546,9 +644,15 @@ def write_results(out: Path) -> Path:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=all_model_names(), help="train only these models")
-    parser.add_argument("--seeds", nargs="*", type=int, default=None,
-                        help="seeds to train (default 0 1 2; 0 gives the shipped weights; the others the statistics); "
-                             "with --study, default 0")
+    parser.add_argument("--members", type=int, default=len(ENSEMBLES[0]),
+                        help="seeds per ensemble (default %(default)s; the first ensemble, seeds 0.., is shipped)")
+    parser.add_argument("--replicates", type=int, default=len(ENSEMBLES),
+                        help="ensembles per model, on disjoint seeds, for the statistics (default %(default)s)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep trained members here and reuse them (default: $SCIATTR_TRAIN_CACHE or "
+                             "~/.cache/sciattr/train_chem)")
+    parser.add_argument("--no-cache", action="store_true", help="train every member, keep none")
+    parser.add_argument("--seeds", nargs="*", type=int, default=None, help="with --study: the seeds (default 0)")
     parser.add_argument("--study", action="store_true", help="rerun the recipe study instead of the models")
     parser.add_argument("--tasks", nargs="*", choices=list(TASKS), default=list(STUDY_TASKS),
                         help="with --study: the tasks (default: %(default)s)")
@@ -573,8 +677,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         names = args.only or all_model_names()
         classifiers = [n for n in names if n != REGRESSION]
         data = NciData() if classifiers else None
+        if args.members < 1 or args.replicates < 1:
+            raise InputError(f"expected --members and --replicates >= 1; got {args.members} and {args.replicates}")
+        ensembles = tuple(tuple(range(r * args.members, (r + 1) * args.members)) for r in range(args.replicates))
+        cache = None if args.no_cache else args.cache or member_cache_dir()
         for name in classifiers:
-            cards.append(train_classifier(name, data, args.out, seeds=tuple(args.seeds or SEEDS), progress=progress))
+            cards.append(train_classifier(name, data, args.out, ensembles=ensembles, cache=cache, progress=progress))
         if REGRESSION in names:
             cards.append(train_regression(args.out, progress=progress))
             print(json.dumps({"name": REGRESSION, **cards[-1]["test"], "cpu_seconds": cards[-1]["cpu_seconds"]}),

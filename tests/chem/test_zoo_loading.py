@@ -52,7 +52,7 @@ def test_cards_are_read_by_chemistry_without_the_zoo():
     card = zoo.model_card("w2n2-benzene")
     feat = featurizer_from_spec(card["featurizer"])
     assert isinstance(feat, SimpleWeaveFeaturizer) and feat.n_atom_features == card["config"]["n_atom_features"]
-    model = build_model(card["architecture"], card["config"])
+    model = build_model(card["architecture"], card["config"], members=len(card["ensemble"]["seeds"]))
     assert sorted(model.state_dict()) == sorted(zoo.load_model("w2n2-benzene").state_dict())
     with pytest.raises(InputError, match=r"expected architecture among \['W1N2', 'W2N2', 'GINENetwork'\]; got 'MLP'"):
         build_model("MLP", {})
