@@ -1,11 +1,12 @@
 """sciattr against PyTorch Geometric's ``Explainer(CaptumExplainer("IntegratedGradients"))`` on molecules.
 
-Both explain the same shipped GCN (``gcn-benzene``, a GINEConv network; its logit) for the same
-NCI molecules, with the same integrated-gradients settings: zeros baseline on the atom features,
-bond features held fixed, ``--steps`` Gauss–Legendre nodes (Captum's default rule, given
-explicitly to both). sciattr evaluates all molecules x path nodes in a few disjoint-union
-forwards (plus forward-only passes for the end points F(x), F(x') of the completeness check);
-PyG forces Captum to one molecule and one path node per forward (``internal_batch_size=1``).
+Both explain the same shipped GCN (``gcn-benzene:0``, member 0 of the shipped seed ensemble: one
+GINEConv network; its logit) for the same NCI molecules, with the same integrated-gradients
+settings: zeros baseline on the atom features, bond features held fixed, ``--steps`` Gauss–Legendre
+nodes (Captum's default rule, given explicitly to both). sciattr evaluates all molecules x path
+nodes in a few disjoint-union forwards (plus forward-only passes for the end points F(x), F(x') of
+the completeness check); PyG forces Captum to one molecule and one path node per forward
+(``internal_batch_size=1``).
 
 The two are timed in one process, in ``--rounds`` rounds: each round explains all molecules
 with sciattr, then the next ``1/rounds`` of them with PyG, so both sample the same stretches of

@@ -17,7 +17,7 @@ the model, featurizing and attributing (and, for the runner, writing) are all pa
    ``--n-memory`` molecules (all results held), the same call followed by its molecule, atom and
    bond DataFrames (the tables the runner writes), and the runner on the same molecules, in
    ``--rounds`` interleaved rounds (goal: at least 0.9x the in-memory rows/s).
-3. **Against PyG**: the shipped GINE network ``gcn-benzene`` on the first ``--n-pyg`` molecules,
+3. **Against PyG**: the shipped GINE network ``gcn-benzene:0`` (member 0 of its seed ensemble) on the first ``--n-pyg`` molecules,
    ``--steps`` Gauss-Legendre nodes on both sides. PyG's explainer attributes the atom features,
    one molecule and one path node per forward; the runner attributes atom *and* bond features,
    writes rows, atoms and bonds to Parquet, and checks completeness per molecule. The runner is
