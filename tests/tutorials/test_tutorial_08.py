@@ -51,8 +51,15 @@ def test_08_ground_truth(tmp_path):
     anchored = number(r"attribution AUROC complete ([\d.]+), feature-only", out)
     assert abs(number(r"anchored model: test ROC AUC [\d.]+; median F\(x'\) ([-\d.e+]+)", out)) < 0.5
     assert anchored > complete
+    # the shipped seed ensemble: its attributions are its networks' mean, and it scores above their mean
+    members = [float(v) for v in re.findall(r"seed \d ([\d.]+)", out)]
+    ensemble = number(r"\(mean [\d.]+\); ensemble: ([\d.]+)", out)
+    assert len(members) == 3 and ensemble > sum(members) / 3
+    assert number(r"max \|difference\| ([\d.e+-]+) \(linearity\)", out) < 1e-4
     table = (tmp_path / "08_ground_truth.txt").read_text().splitlines()
-    assert len(table) == 6 and float(table[1].split()[-1]) == pytest.approx(complete, abs=1e-3)
-    for name in ("08_complete.png", "08_feature-only.png", "08_expected_gradients.png", "08_anchored.png"):
+    assert len(table) == 7 and float(table[1].split()[-1]) == pytest.approx(complete, abs=1e-3)
+    assert float(table[5].split()[-1]) == pytest.approx(ensemble, abs=1e-3)
+    for name in ("08_complete.png", "08_feature-only.png", "08_expected_gradients.png", "08_anchored.png",
+                 "08_ensemble.png"):
         with Image.open(tmp_path / name) as picture:
             assert min(picture.size) >= 200
