@@ -72,12 +72,13 @@ def _card_path(name_or_path: str | os.PathLike) -> Path:
     if path.suffix in (".json", ".safetensors") and path.with_suffix(".json").is_file() \
             and path.with_suffix(".safetensors").is_file():
         return path.with_suffix(".json")
-    raise InputError(f"expected a shipped model name among {available_models()} (``name:k`` for member k of its "
+    raise InputError(f"expected a shipped model name among {available_models()} ('name:k' for member k of its "
                      f"ensemble) or a path to a card (.json) with its .safetensors beside it; got {text!r}")
 
 
 def model_card(name_or_path: str | os.PathLike) -> dict:
-    """The card (a dict) of a shipped model, or of a card/weights path."""
+    """The card (a dict) of a shipped model, or of a card/weights path (for ``"<name>:k"``, the card
+    of the ensemble; ``load_model("<name>:k").card`` is the member's own)."""
     return json.loads(_card_path(_member_of(name_or_path)[0]).read_text())
 
 

@@ -21,7 +21,8 @@ Models
   featurization (element one-hot per atom; bond type and graph distance per pair within
   distance 2) -- the setting of "Gradients of Counterfactuals". W1N2 and W2N2 are trained on
   the same split with the same recipe, for the dead-feature comparison.
-* ``gcn-<task>``: :class:`~sciattr.chem.gnn.GINENetwork` on ``PyGFeaturizer(atoms="simple")``
+* ``gcn-<task>``: :class:`~sciattr.chem.gnn.GINENetwork` (3 layers of 64 hidden units) on
+  ``PyGFeaturizer(atoms="simple")``
   (element one-hot per atom; bond type, conjugation and ring membership per bond edge).
 * tasks: every ground-truth task of :data:`sciattr.datasets.TASKS` (conjunctions and the logic
   tasks with disjunctions and exclusions) over the 4,991 NCI molecules RDKit parses (largest
@@ -70,11 +71,10 @@ from sciattr.errors import InputError, describe
 from sciattr.run.output import atomic_write_bytes
 from sciattr.zoo import ZOO_DIR, make_featurizer
 
-__all__ = ["RECIPES", "SEEDS", "all_model_names", "classification_metrics", "main", "predict", "regression_metrics",
+__all__ = ["ENSEMBLES", "RECIPES", "all_model_names", "classification_metrics", "main", "predict", "regression_metrics",
            "results_markdown"]
 
 SEED = 0
-SEEDS = (0, 1, 2)
 #: The seeds of each shipped ensemble: the first is shipped, the others are its replicates for the statistics.
 ENSEMBLES = ((0, 1, 2), (3, 4, 5), (6, 7, 8))
 FRACTIONS = (0.8, 0.1, 0.1)
@@ -328,6 +328,9 @@ def train_regression(out: Path, progress=False) -> dict:
 # ---------------------------------------------------------------------------------------- recipe study
 #: The recipe the study varies: Adam at 1e-3, batches of 64, weight decay 1e-5, no anchor.
 STUDY_BASE = TrainingRecipe(epochs=30, patience=10)
+#: The model options the study's variants change (fixed, so that a row keeps its meaning when the
+#: shipped options change): Weave as shipped, GINE with 64 hidden units and 3 layers.
+STUDY_OPTIONS = {"w1n2": WEAVE_OPTIONS, "w2n2": WEAVE_OPTIONS, "gcn": {"hidden": 64, "layers": 3}}
 #: The variants compared by ``--study`` on every task of STUDY_TASKS:
 #: (architecture, label, changes of STUDY_BASE, model option changes).
 STUDY_TASKS = ("halide_carbonyl_or_nitro", "amine_ether_benzene")
@@ -355,6 +358,10 @@ STUDY_VARIANTS = (
     ("gcn", "neutral anchor + weight decay 1e-3 + path monotonicity 1",
      {"anchor_baseline": "neutral", "weight_decay": 1e-3, "path_monotonicity": 1.0}, {}),
     ("w2n2", "neutral anchor + path monotonicity 1", {"anchor_baseline": "neutral", "path_monotonicity": 1.0}, {}),
+    ("gcn", "neutral anchor + weight decay 1e-3, 4 GINE layers", {"anchor_baseline": "neutral", "weight_decay": 1e-3},
+     {"layers": 4}),
+    ("gcn", "neutral anchor + weight decay 1e-3, 128 hidden units", {"anchor_baseline": "neutral",
+                                                                     "weight_decay": 1e-3}, {"hidden": 128}),
 )
 
 
@@ -383,7 +390,8 @@ def recipe_study(data: NciData, out: Path, tasks=STUDY_TASKS, seeds=(0,), varian
                 if key in done and done[key]["recipe"] == recipe_changes and done[key]["options"] == option_changes:
                     rows.append(done[key])
                     continue
-                _, measured = fit_classifier(arch, task, data, seed=seed, recipe=recipe, options=option_changes)
+                _, measured = fit_classifier(arch, task, data, seed=seed, recipe=recipe,
+                                             options={**STUDY_OPTIONS[arch], **option_changes})
                 row = {"architecture": arch, "task": task, "variant": label, "recipe": recipe_changes,
                        "options": option_changes, **measured}
                 rows.append(row)
@@ -540,7 +548,10 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
                    "seed (a member of the shipped ensembles)."), "",
                   "Per variant, over the tasks it was run on: " + _study_summary(groups) + ". The shipped recipes: "
                   + "; ".join(f"{arch}: " + ", ".join(f"{k} {v}" for k, v in asdict(r).items())
-                              for arch, r in RECIPES.items()) + ".", "",
+                              + "; model options " + ", ".join(f"{k} {v}" for k, v in ARCHITECTURES[arch][2].items())
+                              for arch, r in RECIPES.items()) + ". The study's own model options: "
+                  + "; ".join(f"{arch}: " + ", ".join(f"{k} {v}" for k, v in o.items())
+                              for arch, o in STUDY_OPTIONS.items()) + ".", "",
                   ("| task | architecture | variant | seeds | ROC AUC | attribution AUROC (complete) | change from base "
                    "| change from shipped | feature-only | baseline F(x') > 0 | median F(x) − F(x') | train CPU s "
                    "| goal met |"),
@@ -583,7 +594,7 @@ def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[s
         first = g["runs"][0]
         if card is None:
             g["shipped"] = None
-        elif not first["options"] and TrainingRecipe(**card["training"]) == TrainingRecipe(
+        elif _same_options(card, arch, first["options"]) and TrainingRecipe(**card["training"]) == TrainingRecipe(
                 **{**asdict(STUDY_BASE), **first["recipe"]}):
             g["shipped"] = "same recipe"
         else:
@@ -592,6 +603,13 @@ def _study_groups(study: list[dict], cards: Sequence[dict] = ()) -> dict[tuple[s
                       if r["seed"] in shipped]
             g["shipped"] = float(np.mean(paired)) if paired else None
     return groups
+
+
+def _same_options(card: dict, arch: str, changes: dict) -> bool:
+    """Whether a study row's model options (STUDY_OPTIONS with its changes) are the card's."""
+    config = card.get("config")
+    options = {**STUDY_OPTIONS.get(arch, {}), **changes}
+    return all(config.get(k) == v for k, v in options.items()) if isinstance(config, dict) else not changes
 
 
 def _study_order(row: dict) -> tuple:

@@ -207,6 +207,30 @@ def test_recipe_study_table_reports_the_change_from_the_base_row_and_the_shipped
     assert "w2n2, anchor: mean attribution AUROC 0.950 over 1 task, goal met on 1" in text
 
 
+def test_recipe_study_compares_model_options_with_the_shipped_card():
+    """A study row is the shipped recipe only when its model options (the study's fixed options with
+    the row's changes) are the card's too: GINE rows keep 64 hidden units when the shipped model has 128."""
+    from sciattr.zoo import train_chem
+
+    def row(variant, options, auroc):
+        return {"architecture": "gcn", "task": "t", "variant": variant, "seed": 0, "best_epoch": 3,
+                "recipe": {}, "options": options, "cpu_seconds": 1.0, "test": {"roc_auc": 0.99},
+                "attribution": {"attribution_auroc": auroc, "attribution_auroc_atom_features": 0.5,
+                                "baseline_above_threshold": 0.0, "median_delta": 1.0}}
+
+    member = {"seed": 0, "test": {"accuracy": 0.9, "roc_auc": 0.99},
+              "attribution": {"attribution_auroc": 0.95, "attribution_auroc_atom_features": 0.5, "n_scored": 5,
+                              "baseline_above_threshold": 0.0, "max_relative_gap": 0.01}}
+    card = {"name": "gcn-t", "task": {"description": "t"}, "training": asdict(train_chem.STUDY_BASE),
+            "config": {"atom_features": 14, "bond_features": 7, "outputs": 1, "hidden": 128, "layers": 3},
+            "cpu_seconds": 1.0, "ensemble": {"seeds": [0]}, **member, "replicates": [], "members": [member]}
+    text = results_markdown([card], [row("base", {}, 0.80), row("wide", {"hidden": 128}, 0.95)])
+    cells = {line.split("|")[3].strip(): [c.strip() for c in line.split("|")[1:-1]]
+             for line in text.splitlines() if line.startswith("| t |")}
+    assert cells["base"][7] == "-0.150" and cells["wide"][7] == "same recipe"
+    assert train_chem.STUDY_OPTIONS["gcn"] == {"hidden": 64, "layers": 3}
+
+
 def test_recipe_study_writes_rows_as_they_finish_and_resumes(tmp_path, monkeypatch):
     from sciattr.zoo import train_chem
 
