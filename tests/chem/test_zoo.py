@@ -329,47 +329,55 @@ def test_anchored_zeros_baseline_lands_where_the_recipe_says(small_task):
     assert (scores["negative"] < 0).all() and scores["negative"].mean() < -1
 
 
+class _LinearWeave(torch.nn.Module):
+    """A bias-free linear model in the Weave calling convention: F(x) = sum of atom features . w_atom
+    + sum of pair features . w_pair, so F(a x) = a F(x) and gradient x input is exact."""
+
+    def __init__(self, feat):
+        super().__init__()
+        gen = torch.Generator().manual_seed(1)
+        self.w_atom = torch.nn.Parameter(torch.randn(feat.n_atom_features, generator=gen))
+        self.w_pair = torch.nn.Parameter(torch.randn(feat.n_pair_features, generator=gen))
+
+    def forward(self, atoms, pairs, pair_index, atom_batch, n_molecules):
+        out = atoms.new_zeros(n_molecules).index_add(0, atom_batch, atoms @ self.w_atom)
+        return out.index_add(0, atom_batch[pair_index[0]], pairs @ self.w_pair)[:, None]
+
+    def score(self, graph) -> float:
+        return float((graph.atoms @ self.w_atom.detach()).sum() + (graph.links @ self.w_pair.detach()).sum())
+
+
+def _small_gine(small_task, **recipe):
+    """A small GINE trained 6 epochs on ``small_task`` with the neutral anchor and ``recipe``'s
+    changes; returns it with its training molecules."""
+    smiles, labels = small_task
+    trained = train_model(smiles, labels, architecture="GINENetwork", model_options={"hidden": 8, "layers": 2},
+                          seed=0, recipe=TrainingRecipe(epochs=6, batch_size=16, learning_rate=3e-3, patience=None,
+                                                        anchor_baseline="neutral", **recipe))
+    return trained, [trained.graphs[i] for i in trained.split[0]]
+
+
 def test_attribution_prior_is_gradient_times_input_and_sparsifies(small_task):
     """The prior term of a linear model is sum |x_i w_i| exactly (the oracle), and training with it
     leaves less gradient x input on the training molecules than the same run without it."""
-    from torch import nn
-
     from sciattr.chem.featurize import SimpleWeaveFeaturizer
     from sciattr.chem.training import _forward_with_prior
 
     feat = SimpleWeaveFeaturizer()
-
-    class Linear(nn.Module):
-        def __init__(self):
-            super().__init__()
-            gen = torch.Generator().manual_seed(1)
-            self.w_atom = nn.Parameter(torch.randn(feat.n_atom_features, generator=gen))
-            self.w_pair = nn.Parameter(torch.randn(feat.n_pair_features, generator=gen))
-
-        def forward(self, atoms, pairs, pair_index, atom_batch, n_molecules):
-            out = atoms.new_zeros(n_molecules).index_add(0, atom_batch, atoms @ self.w_atom)
-            return out.index_add(0, atom_batch[pair_index[0]], pairs @ self.w_pair)[:, None]
-
     graphs, _, _ = featurize_batch(feat, ["CCO", "c1ccccc1N", "ClCC#N"])
-    model = Linear()
+    model = _LinearWeave(feat)
     scores, prior = _forward_with_prior(model, graphs, 1.0)
     expected = sum(float((g.atoms * model.w_atom.detach()).abs().sum() + (g.links * model.w_pair.detach()).abs().sum())
                    for g in graphs)
     assert float(prior.detach()) == pytest.approx(expected, rel=1e-6)
-    linear = [float((g.atoms @ model.w_atom.detach()).sum() + (g.links @ model.w_pair.detach()).sum()) for g in graphs]
-    assert scores.detach()[:, 0].tolist() == pytest.approx(linear, rel=1e-6)
+    assert scores.detach()[:, 0].tolist() == pytest.approx([model.score(g) for g in graphs], rel=1e-6)
     assert _forward_with_prior(model, graphs, 0.0)[1] is None
     prior.backward()  # kept in the graph: the prior trains the weights
     assert model.w_atom.grad is not None and float(model.w_atom.grad.abs().sum()) > 0
 
-    smiles, labels = small_task
-    options = {"hidden": 8, "layers": 2}
     spent = {}
     for weight in (0.0, 2.0):
-        trained = train_model(smiles, labels, architecture="GINENetwork", model_options=options, seed=0,
-                              recipe=TrainingRecipe(epochs=6, batch_size=16, learning_rate=3e-3, patience=None,
-                                                    anchor_baseline="neutral", attribution_prior=weight))
-        train = [trained.graphs[i] for i in trained.split[0]]
+        trained, train = _small_gine(small_task, attribution_prior=weight)
         spent[weight] = float(_forward_with_prior(trained.model, train, 1.0)[1].detach()) / len(train)
     assert spent[2.0] < 0.7 * spent[0.0]
     with pytest.raises(InputError, match="attribution_prior"):
@@ -380,25 +388,13 @@ def test_path_monotonicity_penalises_scores_going_the_wrong_way_along_the_path(s
     """A linear model without bias has F(a x) = a F(x): the penalty of a molecule is
     (a2 - a1) |F(x)| when F(x) has the wrong sign for its label and 0 otherwise (the oracle, with
     the same draws); training with the penalty leaves fewer and smaller wrong-way steps."""
-    from torch import nn
-
     from sciattr.chem.featurize import SimpleWeaveFeaturizer
     from sciattr.chem.training import path_monotonicity_penalty
 
     feat = SimpleWeaveFeaturizer()
-
-    class Linear(nn.Module):
-        def __init__(self):
-            super().__init__()
-            gen = torch.Generator().manual_seed(1)
-            self.w_atom = nn.Parameter(torch.randn(feat.n_atom_features, generator=gen))
-
-        def forward(self, atoms, pairs, pair_index, atom_batch, n_molecules):
-            return atoms.new_zeros(n_molecules).index_add(0, atom_batch, atoms @ self.w_atom)[:, None]
-
     graphs, _, _ = featurize_batch(feat, ["CCO", "c1ccccc1N", "ClCC#N", "OCCO"])
-    model = Linear()
-    full = [float(g.atoms.sum(0) @ model.w_atom.detach()) for g in graphs]
+    model = _LinearWeave(feat)
+    full = [model.score(g) for g in graphs]
     labels = torch.tensor([[1.0], [0.0], [1.0], [0.0]])
     penalty = path_monotonicity_penalty(model, graphs, labels, torch.Generator().manual_seed(5))
     pairs = torch.rand(4, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64).sort(dim=1).values
@@ -407,14 +403,9 @@ def test_path_monotonicity_penalises_scores_going_the_wrong_way_along_the_path(s
     expected = np.mean([float(b - a) * abs(f) * w for (a, b), f, w in zip(pairs.tolist(), full, wrong)])
     assert float(penalty.detach()) == pytest.approx(expected, rel=1e-5)
 
-    smiles, y = small_task
-    options = {"hidden": 8, "layers": 2}
     measured = {}
     for weight in (0.0, 5.0):
-        trained = train_model(smiles, y, architecture="GINENetwork", model_options=options, seed=0,
-                              recipe=TrainingRecipe(epochs=6, batch_size=16, learning_rate=3e-3, patience=None,
-                                                    anchor_baseline="neutral", path_monotonicity=weight))
-        train = [trained.graphs[i] for i in trained.split[0]]
+        trained, train = _small_gine(small_task, path_monotonicity=weight)
         with torch.no_grad():
             measured[weight] = float(path_monotonicity_penalty(trained.model, train, trained.labels[trained.split[0]],
                                                                torch.Generator().manual_seed(0)))
