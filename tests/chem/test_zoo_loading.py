@@ -60,3 +60,18 @@ def test_cards_are_read_by_chemistry_without_the_zoo():
         build_model("W2N2", {"n_atom_features": 3, "n_pair_features": 2})
     with pytest.raises(InputError, match=r"expected a featurizer class among"):
         featurizer_from_spec({"class": "Morgan"})
+
+
+def test_member_names_are_parsed_only_where_they_name_a_member(tmp_path):
+    from sciattr.zoo import _member_of
+
+    assert _member_of("gcn-benzene:2") == ("gcn-benzene", 2)
+    assert _member_of("run:1/w.json:0") == ("run:1/w.json", 0)  # a card path with a colon in it
+    for text in ("gcn-benzene", "gcn-benzene:", "gcn-benzene:x", "C:/models/m.json", "w3n2-benzene:1", ":1"):
+        assert _member_of(text) == (text, None), text
+    copied = _copy(tmp_path, lambda s: s)  # a single-network card: no members to pick
+    single = json.loads(copied.read_text())
+    single.pop("ensemble", None)
+    copied.write_text(json.dumps(single))
+    with pytest.raises(InputError, match="only for an ensemble"):
+        zoo.load_model(f"{copied}:0")
