@@ -362,6 +362,10 @@ STUDY_VARIANTS = (
      {"layers": 4}),
     ("gcn", "neutral anchor + weight decay 1e-3, 128 hidden units", {"anchor_baseline": "neutral",
                                                                      "weight_decay": 1e-3}, {"hidden": 128}),
+    ("gcn", "neutral anchor + weight decay 1e-3, 60 epochs, patience 20",
+     {"anchor_baseline": "neutral", "weight_decay": 1e-3, "epochs": 60, "patience": 20}, {}),
+    ("gcn", "neutral anchor + weight decay 1e-3, batches of 32",
+     {"anchor_baseline": "neutral", "weight_decay": 1e-3, "batch_size": 32}, {}),
 )
 
 
