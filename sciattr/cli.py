@@ -265,7 +265,7 @@ def _cmd_merge(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from sciattr.zoo import available_models, model_card
+    from sciattr.zoo import available_models, ensemble_seeds, model_card
 
     print(f"{'name':<26} {'task':<34} {'architecture':<22} metrics")
     for name in available_models():
@@ -273,8 +273,8 @@ def _cmd_models(args) -> int:
         task = card.get("task", {})
         test = card.get("test", {})
         metrics = ", ".join(f"{k} {v:.3g}" for k, v in test.items() if isinstance(v, float))
-        ensemble = card.get("ensemble") if isinstance(card.get("ensemble"), dict) else {}
-        architecture = card.get("architecture", "") + (f" x{len(ensemble['seeds'])}" if ensemble.get("seeds") else "")
+        seeds = ensemble_seeds(card)
+        architecture = card.get("architecture", "") + (f" x{len(seeds)}" if seeds else "")
         print(f"{name:<26} {task.get('name', '') + ' (' + _short_kind(task.get('kind', '')) + ')':<34} "
               f"{architecture:<22} {metrics}")
     import json

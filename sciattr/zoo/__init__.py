@@ -36,6 +36,7 @@ __all__ = [
     "ZOO_DIR",
     "available_models",
     "build_model",
+    "ensemble_seeds",
     "load_featurizer",
     "load_lstm_lm",
     "load_model",
@@ -52,6 +53,14 @@ ZOO_DIR = Path(__file__).resolve().parent / "chem"
 def available_models() -> list[str]:
     """Names of the shipped chemistry models (those with both a card and weights)."""
     return sorted(p.stem for p in ZOO_DIR.glob("*.json") if p.with_suffix(".safetensors").is_file())
+
+
+def ensemble_seeds(card: dict) -> list[int] | None:
+    """The seeds of the networks a card's ensemble averages (``card["ensemble"]["seeds"]``), or
+    ``None`` for a card of one network."""
+    ensemble = card.get("ensemble")
+    seeds = ensemble.get("seeds") if isinstance(ensemble, dict) else None
+    return list(seeds) if isinstance(seeds, list) and seeds else None
 
 
 def _member_of(name_or_path: str | os.PathLike) -> tuple[str | os.PathLike, int | None]:
@@ -116,7 +125,7 @@ def load_model(name_or_path: str | os.PathLike, member: int | None = None) -> to
         member = named_member
     card_path = _card_path(name_or_path)
     card = json.loads(card_path.read_text())
-    seeds = card.get("ensemble", {}).get("seeds") if isinstance(card.get("ensemble"), dict) else None
+    seeds = ensemble_seeds(card)
     weights = card_path.with_suffix(".safetensors")
     state = safetensors.load_file(str(weights))
     if member is not None:

@@ -69,7 +69,7 @@ from sciattr.chem.training import (
 from sciattr.datasets import TASKS, load_chembl2321810, load_nci, split_indices
 from sciattr.errors import InputError, describe
 from sciattr.run.output import atomic_write_bytes
-from sciattr.zoo import ZOO_DIR, make_featurizer
+from sciattr.zoo import ZOO_DIR, ensemble_seeds, make_featurizer
 
 __all__ = ["ENSEMBLES", "RECIPES", "all_model_names", "classification_metrics", "main", "predict", "regression_metrics",
            "results_markdown"]
@@ -166,14 +166,20 @@ def measure_attribution(model, arch: str, task: str, data: NciData) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- saving
-def save(model, card: dict, out: Path) -> None:
-    from safetensors.torch import save_file
+def _weights_bytes(model) -> bytes:
+    """The model's state dict as float32 safetensors bytes."""
+    from safetensors.torch import save as to_bytes
 
+    return to_bytes({k: v.detach().float().contiguous() for k, v in model.state_dict().items()})
+
+
+def save(model, card: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{card['name']}.safetensors"
-    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()}, str(weights))
+    data = _weights_bytes(model)
+    atomic_write_bytes(weights, data)
     weights.chmod(0o644)
-    card["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    card["weights_sha256"] = hashlib.sha256(data).hexdigest()
     (out / f"{card['name']}.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -222,7 +228,7 @@ def fit_member(arch: str, task: str, data: NciData, *, seed: int, cache: Path | 
     With ``cache``, a member trained before with the same recipe, task, split, seed and torch is
     loaded from it, and a newly trained one is written to it (weights, then the record, each
     atomically), so an interrupted run resumes where it stopped."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from sciattr.chem.architectures import build_model
 
@@ -236,10 +242,7 @@ def fit_member(arch: str, task: str, data: NciData, *, seed: int, cache: Path | 
     record = {**measured, "config": trained.config, "pos_weight": trained.pos_weight[0]}
     if stem is not None:
         stem.parent.mkdir(parents=True, exist_ok=True)
-        weights = {k: v.detach().float().contiguous() for k, v in trained.model.state_dict().items()}
-        tmp = stem.with_name(stem.name + ".tmp.safetensors")
-        save_file(weights, str(tmp))
-        os.replace(tmp, stem.with_suffix(".safetensors"))
+        atomic_write_bytes(stem.with_suffix(".safetensors"), _weights_bytes(trained.model))
         atomic_write_bytes(stem.with_suffix(".json"), (json.dumps(record, indent=1) + "\n").encode())
     return trained.model.eval(), record
 
@@ -268,9 +271,9 @@ def train_classifier(name: str, data: NciData, out: Path, ensembles=ENSEMBLES, c
         print(json.dumps({"name": name, "seed": seed, "roc_auc": round(record["test"]["roc_auc"], 4),
                           "attribution_auroc": round(record["attribution"]["attribution_auroc"], 4),
                           "best_epoch": record["best_epoch"], "cpu_seconds": record["cpu_seconds"]}), flush=True)
+    models = [MeanEnsemble([members[s][0] for s in ensemble]) for ensemble in ensembles]
     replicates = []
-    for ensemble in ensembles:
-        model = MeanEnsemble([members[s][0] for s in ensemble])
+    for ensemble, model in zip(ensembles, models):
         replicates.append({"seeds": list(ensemble), **measure_ensemble(model, arch, task_name, data)})
         print(json.dumps({"name": name, "ensemble": list(ensemble),
                           "roc_auc": round(replicates[-1]["test"]["roc_auc"], 4),
@@ -292,7 +295,7 @@ def train_classifier(name: str, data: NciData, out: Path, ensembles=ENSEMBLES, c
                  "replicates": replicates[1:],
                  "members": [{k: v for k, v in members[s][1].items() if k not in ("config", "pos_weight")}
                              for s in seeds]})
-    save(MeanEnsemble([members[s][0] for s in shipped]), card, out)
+    save(models[0], card, out)
     return card
 
 
@@ -438,11 +441,9 @@ def _mean_sd(values) -> str:
 def _runs(card: dict) -> list[dict]:
     """The replicates of a shipped model: its ensembles (the shipped one first), or for a single
     model its seeds."""
-    if isinstance(card.get("ensemble"), dict):
-        return [{"seeds": card["ensemble"]["seeds"], "test": card["test"], "attribution": card["attribution"]}] + \
-            list(card.get("replicates", []))
-    return [{"seed": card.get("seed"), "test": card["test"], "attribution": card["attribution"]}] + \
-        list(card.get("replicates", []))
+    seeds = ensemble_seeds(card)
+    own = {"seeds": seeds} if seeds else {"seed": card.get("seed")}
+    return [{**own, "test": card["test"], "attribution": card["attribution"]}] + list(card.get("replicates", []))
 
 
 def _members(card: dict) -> list[dict]:
@@ -476,7 +477,7 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
     """Markdown: the shipped ensembles (mean ± sd over replicate ensembles), their single members,
     the regression model, the recipe study."""
     classifiers = [c for c in cards if "roc_auc" in c["test"]]
-    ensembles = [r["seeds"] for r in _runs(classifiers[0])] if classifiers and "ensemble" in classifiers[0] else []
+    ensembles = [r["seeds"] for r in _runs(classifiers[0])] if classifiers and ensemble_seeds(classifiers[0]) else []
     n_members = sorted({len(_members(c)) for c in classifiers})
     lines = ["# Shipped chemistry models", "",
              ("Made by `python -m sciattr.zoo.train_chem` (one CPU thread). Every classifier is trained on the same "

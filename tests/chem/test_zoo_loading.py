@@ -75,3 +75,10 @@ def test_member_names_are_parsed_only_where_they_name_a_member(tmp_path):
     copied.write_text(json.dumps(single))
     with pytest.raises(InputError, match="only for an ensemble"):
         zoo.load_model(f"{copied}:0")
+
+
+def test_ensemble_seeds_read_from_a_card():
+    assert zoo.ensemble_seeds(zoo.model_card("gcn-benzene")) == [0, 1, 2]
+    assert zoo.ensemble_seeds(zoo.model_card("w2n2-chembl2321810")) is None  # one network
+    for card in ({}, {"ensemble": "3"}, {"ensemble": {"seeds": []}}, {"ensemble": {}}):
+        assert zoo.ensemble_seeds(card) is None, card
