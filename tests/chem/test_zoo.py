@@ -114,8 +114,8 @@ def test_attributions_of_shipped_models_are_complete_under_the_default_settings(
 
 
 def _ensembles(card):
-    return [{"seeds": card["ensemble"]["seeds"], "test": card["test"], "attribution": card["attribution"]}] + \
-        card["replicates"]
+    return [{"seeds": card["ensemble"]["seeds"], "test": card["test"], "attribution": card["attribution"],
+             "expected_gradients": card["expected_gradients"]}] + card["replicates"]
 
 
 def _goal(runs):
@@ -126,7 +126,7 @@ def _goal(runs):
 
 def test_cards_hold_every_ensemble_and_member_and_results_table_reproduces_them():
     text = (ZOO_DIR / "RESULTS.md").read_text()
-    met = {"ensembles": 0, "single": 0}
+    met = {"ensembles": 0, "single": 0, "expected_gradients": 0}
     for name in CLASSIFIERS:
         card = model_card(name)
         runs = _ensembles(card)
@@ -142,8 +142,20 @@ def test_cards_hold_every_ensemble_and_member_and_results_table_reproduces_them(
         # the single models (every member seed) and each ensemble, in the second table
         single, single_roc, single_goal = _goal(card["members"])
         met["single"] += single_goal
-        second = [c.strip() for c in [line for line in text.splitlines() if line.startswith(f"| {name} |")][1]
-                  .split("|")[1:-1]]
+        rows = [line for line in text.splitlines() if line.startswith(f"| {name} |")]
+        # expected gradients of the same ensembles, in the second table
+        eg = np.array([r["expected_gradients"]["attribution_auroc"] for r in runs])
+        eg_goal = bool(eg.mean() >= 0.95 and eg.std(ddof=1) <= 0.03 and roc.mean() >= 0.98)
+        met["expected_gradients"] += eg_goal
+        cells = [c.strip() for c in rows[1].split("|")[1:-1]]
+        assert cells[2:6] == [f"{values.mean():.3f} ± {values.std(ddof=1):.3f}",
+                              f"{eg.mean():.3f} ± {eg.std(ddof=1):.3f}", cells[4], f"{eg.mean() - values.mean():+.3f}"]
+        assert cells[7].startswith("yes") == eg_goal
+        for run in runs:
+            assert run["expected_gradients"]["max_relative_gap"] < 0.05
+            assert run["expected_gradients"]["n_scored"] == card["attribution"]["n_scored"]
+            assert (run["expected_gradients"]["k"], run["expected_gradients"]["reference_size"]) == (16, 256)
+        second = [c.strip() for c in rows[2].split("|")[1:-1]]
         assert second[1:4] == [f"{single_roc.mean():.3f} ± {single_roc.std(ddof=1):.3f}",
                                f"{single.mean():.3f} ± {single.std(ddof=1):.3f}", second[3]]
         assert second[3].startswith("yes") == single_goal
@@ -152,21 +164,27 @@ def test_cards_hold_every_ensemble_and_member_and_results_table_reproduces_them(
             assert run["attribution"]["max_relative_gap"] < 0.05
             assert run["attribution"]["n_scored"] == card["attribution"]["n_scored"] > 0
     assert (f"Goal met by the shipped ensembles for {met['ensembles']} of the {len(CLASSIFIERS)} classifiers; by "
-            f"single models for {met['single']}.") in text
+            f"single models for {met['single']}; with expected gradients instead of the zeros baseline, by the "
+            f"shipped ensembles for {met['expected_gradients']} of the {len(CLASSIFIERS)} measured so.") in text
     assert re.search(r"## Recipe study", text)
 
 
 def test_readme_table_of_shipped_models_matches_the_cards():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    met = 0
+    met = met_eg = 0
     for name in CLASSIFIERS:
-        values, roc, goal = _goal(_ensembles(model_card(name)))
-        met += goal
+        runs = _ensembles(model_card(name))
+        values, roc, goal = _goal(runs)
+        eg, _, eg_goal = _goal([{**r, "attribution": r["expected_gradients"]} for r in runs])
+        met, met_eg = met + goal, met_eg + eg_goal
         row = next(line for line in readme.splitlines() if line.startswith(f"| {name} |"))
         cells = [c.strip() for c in row.split("|")[1:-1]]
         assert cells[2:4] == [f"{roc.mean():.3f} ± {roc.std(ddof=1):.3f}",
                               f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"], name
-    assert f"met for {met} of the {len(CLASSIFIERS)}" in readme.replace("\n", " ")
+        assert cells[5] == f"{eg.mean():.3f} ± {eg.std(ddof=1):.3f}", name
+    text = readme.replace("\n", " ")
+    assert f"met for {met} of the {len(CLASSIFIERS)}" in text
+    assert f"`ReferenceBaselines`): met for {met_eg} of the {len(CLASSIFIERS)}" in text
 
 
 def test_recipe_study_table_reports_the_change_from_the_base_row_and_the_shipped_model():
@@ -270,6 +288,35 @@ def test_recorded_attribution_auroc_is_reproduced(name, nci_test_split):
     assert quality["attribution_auroc"] == pytest.approx(recorded["attribution_auroc"], abs=1e-6)
     assert quality["attribution_auroc_atom_features"] == pytest.approx(recorded["attribution_auroc_atom_features"],
                                                                        abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["w1n2-amine_ether_benzene", "gcn-nitro_or_nitrile"])
+def test_recorded_expected_gradients_auroc_is_reproduced(name, nci_test_split):
+    """Expected gradients from 256 seeded molecules of the training split, never a test or
+    validation molecule, reproduce the card's measurement."""
+    from sciattr import Settings
+    from sciattr.chem.baselines import ReferenceBaselines
+    from sciattr.zoo.train_chem import REFERENCE_K, REFERENCE_SIZE, REFERENCE_STEPS, reference_indices
+
+    nci = load_nci()
+    train, valid, test = split_indices(len(nci), (0.8, 0.1, 0.1), seed=0)
+    picked = reference_indices(train)
+    assert picked.size == REFERENCE_SIZE == len(set(picked.tolist()))
+    assert set(picked.tolist()) <= set(train.tolist()) and not set(picked.tolist()) & set(valid.tolist() + test.tolist())
+    assert np.array_equal(picked, reference_indices(train))  # seeded
+    model = load_model(name)
+    featurizer = load_featurizer(model)
+    reference, _, _ = featurize_batch(featurizer, [nci.mols[i] for i in picked])
+    graphs, _, _ = featurize_batch(featurizer, nci_test_split)
+    task = TASKS[model.card["task"]["name"]]
+    masks = [task.true_masks(g.mol) for g in graphs]
+    settings = Settings(steps=REFERENCE_STEPS, rule="gausslegendre",
+                        baselines=ReferenceBaselines(reference, k=REFERENCE_K, seed=0))
+    quality = attribution_quality(model, graphs, masks, featurizer=featurizer, settings=settings)
+    recorded = model.card["expected_gradients"]
+    assert quality["n_scored"] == recorded["n_scored"] == model.card["attribution"]["n_scored"]
+    assert quality["attribution_auroc"] == pytest.approx(recorded["attribution_auroc"], abs=1e-6)
+    assert quality["max_relative_gap"] == pytest.approx(recorded["max_relative_gap"], rel=1e-3)
 
 
 # ---------------------------------------------------------------------------------------- train_model
