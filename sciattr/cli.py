@@ -63,7 +63,40 @@ def _settings(args):
         options["max_steps"] = args.max_steps
     if args.baselines is not None:
         options["baselines"] = _number_or_name(args.baselines)
+    if getattr(args, "reference", None) is not None:
+        if args.baselines is not None:
+            raise InputError(f"expected --baselines or --reference, not both; got --baselines {args.baselines!r} "
+                             f"and --reference {args.reference!r}")
+        options["baselines"] = _reference_baselines(args.reference, args.reference_k)
     return Settings(**options)
+
+
+def _reference_baselines(path: str, k: int):
+    """Expected gradients over the molecules of a file (any format ``--file`` reads, its
+    ``smiles`` column): :class:`~sciattr.chem.ReferenceBaselines` with ``k`` baselines per
+    molecule. Rows that cannot be read are named on stderr and left out; none readable is an error."""
+    from rdkit import Chem
+
+    from sciattr.chem import ReferenceBaselines
+    from sciattr.run.readers import read_records
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"expected --reference-k to be a positive integer; got {k!r}")
+    molecules, bad = [], []
+    for record in read_records(path, kind="molecule"):
+        mol = None if record.error else record.input if record.kind == "smiles" else \
+            Chem.MolFromMolBlock(record.input, sanitize=True)
+        if mol is None or mol == "":
+            bad.append((record.row, record.error or "an empty or unreadable molecule"))
+        else:
+            molecules.append(mol)
+    for row, reason in bad[:5]:
+        print(f"reference row {row}: {reason}; left out", file=sys.stderr)
+    if len(bad) > 5:
+        print(f"... {len(bad) - 5} more reference rows left out", file=sys.stderr)
+    if not molecules:
+        raise InputError(f"expected at least one reference molecule in {path!r}; got none of {len(bad)} rows")
+    return ReferenceBaselines(molecules, k=k)
 
 
 def _positive_int(text: str, flag: str) -> int:
@@ -387,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     mol.add_argument("--out", default="reports/molecule.html", help="HTML report path (single molecule)")
     mol.add_argument("--force", action="store_true", help="overwrite an existing report")
     _settings_flags(mol)
+    group = mol.add_argument_group("expected gradients")
+    group.add_argument("--reference", default=None,
+                       help="file of reference molecules (as --file): attributions averaged over baselines drawn "
+                            "from their atoms and pairs (ReferenceBaselines), instead of --baselines")
+    group.add_argument("--reference-k", type=int, default=16, help="baselines per molecule (default %(default)s)")
     _file_flags(mol, "reports/molecules", True)
     mol.set_defaults(func=_cmd_molecule)
 

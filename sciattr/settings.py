@@ -175,6 +175,8 @@ class Settings:
                 out[f.name] = value
             elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float, str)) for v in value):
                 out[f.name] = list(value)
+            elif callable(getattr(value, "describe", None)):  # e.g. ReferenceBaselines: what decides its draws
+                out[f.name] = value.describe()
             else:
                 out[f.name] = describe(value) if not callable(value) else getattr(value, "__qualname__", "callable")
         return out

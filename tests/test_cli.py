@@ -193,3 +193,68 @@ def test_demo_never_overwrites_without_force(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 2
     assert "exists (pass --force" in capsys.readouterr().err
     assert (tmp_path / "molecule.html").read_text() == "keep me"
+
+
+def test_reference_file_gives_expected_gradients_for_one_molecule_and_a_batch(tmp_path, capsys):
+    """--reference FILE: the API's ReferenceBaselines over the file's molecules (the same numbers);
+    unreadable reference rows are named, a run folder knows which reference it was made with."""
+    import warnings
+
+    from sciattr.chem import ReferenceBaselines, explain_molecules
+    from sciattr.errors import BaselineWarning
+    from sciattr.run import merge
+    from sciattr.zoo import load_featurizer, load_model
+
+    reference = tmp_path / "reference.csv"
+    reference.write_text("smiles,id\nCCO,a\nCCCC,b\nnot_a_smiles,c\nc1ccncc1,d\n")
+    with pytest.warns(BaselineWarning, match=r"1 of 4 reference molecules could not be featurized .*\(row 2: "
+                                             r"expected a valid SMILES; got 'not_a_smiles'"):
+        assert main(["molecule", "c1ccccc1O", "--model", "gcn-benzene", "--reference", str(reference),
+                     "--reference-k", "4", "--steps", "16", "--rule", "gausslegendre",
+                     "--out", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr().out
+    model = load_model("gcn-benzene")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        res = explain_molecules(model, ["c1ccccc1O"], featurizer=load_featurizer(model), steps=16,
+                                rule="gausslegendre",
+                                baselines=ReferenceBaselines(["CCO", "CCCC", "not_a_smiles", "c1ccncc1"], k=4))
+    # F(x') is the mean over the 4 baselines: not the zeros baseline's
+    assert f"F(x') = {float(res.forward_baseline[0]):.6g}" in out
+    zeros = explain_molecules(model, ["c1ccccc1O"], featurizer=load_featurizer(model), steps=16, rule="gausslegendre")
+    assert abs(float(res.forward_baseline[0]) - float(zeros.forward_baseline[0])) > 0.1
+    expected = {a["index"]: a["attribution"] for a in res.to_atoms(0)}
+    rows = [line.split() for line in out.splitlines() if line[:5].strip().isdigit()]
+    assert all(abs(float(r[2]) - expected[int(r[0])]) <= 1e-3 * abs(expected[int(r[0])]) + 1e-4 for r in rows)
+
+    # a batch: the manifest names the reference (count, digest, k, seed); another reference is another run
+    table = tmp_path / "in.csv"
+    table.write_text("id,smiles\nA,c1ccccc1O\nB,CCN\n")
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        assert main(["molecule", "--file", str(table), "--model", "gcn-benzene", "--reference", str(reference),
+                     "--reference-k", "4", "--out-dir", str(run), "--quiet"]) == 0
+        rows = merge(run)
+        assert list(rows["status"]) == ["ok", "ok"]
+        other = tmp_path / "other.smi"
+        other.write_text("CCO\nCCCC\n")
+        assert main(["molecule", "--file", str(table), "--model", "gcn-benzene", "--reference", str(other),
+                     "--reference-k", "4", "--out-dir", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"differs in settings \(baselines: folder has \"ReferenceBaselines\(n=4, sha256=[0-9a-f]{16}, "
+                     r"k=4, seed=0\)\", this run has \"ReferenceBaselines\(n=2, ", err)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--baselines", "zeros"], "expected --baselines or --reference, not both"),
+    (["--reference-k", "0"], "expected --reference-k to be a positive integer; got 0"),
+])
+def test_reference_flag_errors(tmp_path, capsys, argv, message):
+    reference = tmp_path / "reference.smi"
+    reference.write_text("CCO\n")
+    assert main(["molecule", "CCO", "--reference", str(reference), *argv, "--out", str(tmp_path / "r.html")]) == 2
+    assert message in capsys.readouterr().err
+    assert main(["molecule", "CCO", "--reference", str(tmp_path / "missing.csv"),
+                 "--out", str(tmp_path / "r.html")]) == 2
+    assert "expected an existing input file" in capsys.readouterr().err

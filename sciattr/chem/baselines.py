@@ -23,6 +23,8 @@ Public API
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,20 +40,45 @@ from sciattr.chem.adapter import (
     ragged_graphs,
 )
 from sciattr.chem.featurize import MoleculeGraph, as_items, featurize_batch
-from sciattr.errors import InputError, describe
+from sciattr.errors import BaselineWarning, InputError, describe
 
 __all__ = ["NeutralBaseline", "ReferenceBaselines", "neutral_baseline"]
 
 
-def _graphs_of(molecules, featurizer) -> list[MoleculeGraph]:
+def _graphs_of(molecules, featurizer) -> tuple[list[MoleculeGraph], list[dict]]:
+    """The featurized molecules and the rows that could not be featurized (``{"row", "input",
+    "message"}``); an error when none can."""
     items = as_items(molecules)
     if items and all(isinstance(g, MoleculeGraph) for g in items):
-        return items
+        return items, []
     graphs, _, errors = featurize_batch(featurizer, items)
     if not graphs:
         raise InputError(f"expected at least one valid reference molecule; got none of {len(items)}"
                          + (f" ({errors[0]['message']})" if errors else ""))
-    return graphs
+    return graphs, errors
+
+
+def _rows(errors: list[dict]) -> str:
+    return "; ".join(f"row {e['row']}: {e['message']}" for e in errors[:3]) + ("; ..." if len(errors) > 3 else "")
+
+
+def _warn_skipped(errors: list[dict], n_ok: int, what: str) -> None:
+    warnings.warn(f"{len(errors)} of {len(errors) + n_ok} reference molecules could not be featurized and {what} "
+                  f"({_rows(errors)})", BaselineWarning, stacklevel=4)
+
+
+def _item_text(item) -> str:
+    """A stable text of one reference item for :meth:`ReferenceBaselines.describe`."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, MoleculeGraph):
+        digest = hashlib.sha256()
+        for tensor in (item.atoms, item.links):
+            digest.update(tensor.detach().cpu().double().contiguous().numpy().tobytes())
+        return f"graph:{digest.hexdigest()}"
+    from rdkit import Chem
+
+    return Chem.MolToSmiles(item) if isinstance(item, Chem.Mol) else repr(item)
 
 
 def _distance_codes(links: torch.Tensor, names: Sequence[str]) -> torch.Tensor | None:
@@ -75,12 +102,24 @@ class ReferenceBaselines:
         Baselines per molecule (the attributions' Monte Carlo average has error ~ 1/sqrt(k)).
     seed:
         Seed of the draws: the same seed gives the same baselines.
+
+    Reference molecules the featurizer refuses are not drawn from; a :class:`BaselineWarning`
+    names their rows when they are first featurized, and ``skipped`` lists them
+    (``{"row", "input", "message"}``). None that can be featurized is an :class:`InputError`.
     """
 
     reference: Sequence
     k: int = 8
     seed: int = 0
     _cache: dict = field(default_factory=dict, repr=False)
+    skipped: list = field(default_factory=list, repr=False, compare=False)
+
+    def describe(self) -> str:
+        """What decides the baselines, for run manifests: the number of reference molecules, a
+        digest of them (SMILES as given, RDKit molecules as canonical SMILES, graphs by their
+        features), ``k`` and ``seed``."""
+        digest = hashlib.sha256("\n".join(_item_text(m) for m in as_items(self.reference)).encode()).hexdigest()
+        return f"ReferenceBaselines(n={len(as_items(self.reference))}, sha256={digest[:16]}, k={self.k}, seed={self.seed})"
 
     def __post_init__(self):
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
@@ -91,7 +130,10 @@ class ReferenceBaselines:
         if key not in self._cache:
             if featurizer is None:
                 raise InputError("expected featurizer= to featurize the reference molecules")
-            graphs = _graphs_of(self.reference, featurizer)
+            graphs, errors = _graphs_of(self.reference, featurizer)
+            if errors and not self.skipped:
+                self.skipped[:] = errors
+                _warn_skipped(errors, len(graphs), "are not drawn from")
             atoms = torch.cat([g.atoms for g in graphs]).to(device=device, dtype=dtype)
             links = torch.cat([g.links for g in graphs]).to(device=device, dtype=dtype)
             self._cache[key] = (atoms, links)
@@ -200,7 +242,10 @@ def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshol
         their order (pass the same molecules to :func:`~sciattr.chem.explain_molecules`).
     """
     featurizer = _default_featurizer(model) if featurizer is None else featurizer
-    graphs = _graphs_of(molecules, featurizer)
+    graphs, errors = _graphs_of(molecules, featurizer)
+    if errors:  # the per-molecule baselines must fit the molecules one for one, in order
+        raise InputError(f"expected every molecule to be featurized (the baselines fit them in order); "
+                         f"{len(errors)} of {len(errors) + len(graphs)} could not be ({_rows(errors)})")
     if threshold is None:
         threshold = decision_threshold(model)
     threshold = 0.0 if threshold is None else float(threshold)
@@ -212,7 +257,9 @@ def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshol
     if hasattr(featurizer, "dummy_atoms"):
         candidates["dummy"] = "dummy"
     if reference is not None:
-        ref = _graphs_of(reference, featurizer)
+        ref, skipped = _graphs_of(reference, featurizer)
+        if skipped:
+            _warn_skipped(skipped, len(ref), "are left out of the reference mean")
         ra = torch.cat([g.atoms for g in ref]).to(data.atoms)
         rl = torch.cat([g.links for g in ref]).to(data.links)
         candidates["reference mean"] = {ATOMS: ra.mean(0), link: rl.mean(0) if rl.shape[0] else 0.0}

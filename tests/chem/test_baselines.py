@@ -269,3 +269,37 @@ def test_expected_gradients_with_a_target_per_molecule(target):
     for name in ("atoms", "pairs"):
         mean = (alone[0].attributions[name] + alone[1].attributions[name]) / 2
         torch.testing.assert_close(together.attributions[name], mean, rtol=1e-10, atol=1e-12)
+
+
+def test_reference_baselines_describe_what_decides_their_draws_and_name_skipped_rows():
+    from rdkit import Chem
+
+    from sciattr import Settings
+
+    one = ReferenceBaselines(REFERENCE, k=3)
+    assert one.describe() == ReferenceBaselines(list(REFERENCE), k=3).describe()
+    # RDKit molecules are described by their canonical SMILES: the same molecules, the same run
+    assert ReferenceBaselines([Chem.MolFromSmiles(s) for s in ["CCCC", "OCCO"]]).describe() == \
+        ReferenceBaselines([Chem.MolToSmiles(Chem.MolFromSmiles(s)) for s in ["CCCC", "OCCO"]]).describe()
+    others = {ReferenceBaselines(REFERENCE, k=4).describe(), ReferenceBaselines(REFERENCE, k=3, seed=1).describe(),
+              ReferenceBaselines(REFERENCE[:-1], k=3).describe(), ReferenceBaselines(REFERENCE[::-1], k=3).describe()}
+    assert one.describe() not in others and len(others) == 4
+    assert one.describe().startswith(f"ReferenceBaselines(n={len(REFERENCE)}, sha256=")
+    # run manifests describe settings with it (never a truncated repr)
+    assert Settings(baselines=one).describe()["baselines"] == one.describe()
+    model = LinearWeave()
+    bad = ReferenceBaselines([*REFERENCE[:2], "xyz", REFERENCE[2]], k=2)
+    with pytest.warns(BaselineWarning, match=r"1 of 4 reference molecules could not be featurized and are not "
+                                             r"drawn from \(row 2: expected a valid SMILES; got 'xyz'"):
+        explain_molecules(model, SMILES[:1], featurizer=FEAT, baselines=bad, steps=2)
+    assert [e["row"] for e in bad.skipped] == [2]
+
+
+def test_neutral_baseline_refuses_molecules_it_cannot_fit_and_names_bad_reference_rows():
+    model = _network()
+    with pytest.raises(InputError, match=r"expected every molecule to be featurized \(the baselines fit them in "
+                                         r"order\); 1 of 3 could not be \(row 1: expected a valid SMILES"):
+        neutral_baseline(model, [SMILES[0], "xyz", SMILES[1]], featurizer=FEAT)
+    with pytest.warns(BaselineWarning, match="1 of 3 reference molecules could not be featurized and are left out "
+                                             "of the reference mean"):
+        neutral_baseline(model, SMILES[:2], featurizer=FEAT, reference=["CCO", "xyz", "CCCC"], threshold=0.0)
