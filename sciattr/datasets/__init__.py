@@ -29,6 +29,7 @@ from sciattr.datasets.tasks import (
     attribution_auroc,
     build_task,
     get_task,
+    rule_evidence,
     score_attributions,
     task_label_matrix,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "get_task",
     "load_chembl2321810",
     "load_nci",
+    "rule_evidence",
     "score_attributions",
     "spearman",
     "split_indices",

@@ -70,7 +70,7 @@ from sciattr.chem.training import (
     regression_metrics,
     train_model,
 )
-from sciattr.datasets import TASKS, load_chembl2321810, load_nci, split_indices
+from sciattr.datasets import TASKS, load_chembl2321810, load_nci, rule_evidence, split_indices
 from sciattr.errors import InputError, describe
 from sciattr.run.output import atomic_write_bytes
 from sciattr.settings import Settings
@@ -512,9 +512,19 @@ def _goal_met(runs: list[dict], measure: str = "attribution") -> str:
     return "yes" if not misses else "no (" + ", ".join(misses) + ")"
 
 
-def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
-    """Markdown: the shipped ensembles (mean ± sd over replicate ensembles), their single members,
-    the regression model, the recipe study."""
+def training_evidence() -> dict[str, list[dict]]:
+    """:func:`sciattr.datasets.rule_evidence` of every task over the training split."""
+    nci = load_nci()
+    train = split_indices(len(nci), FRACTIONS, SEED)[0]
+    mols = [nci.mols[i] for i in train]
+    return {task: rule_evidence(task, mols) for task in TASKS}
+
+
+def results_markdown(cards: list[dict], study: list[dict] | None = None,
+                     evidence: dict[str, list[dict]] | None = None) -> str:
+    """Markdown: the shipped ensembles (mean ± sd over replicate ensembles), with expected
+    gradients, their single members, what the training split shows of each rule (``evidence``:
+    :func:`training_evidence`), the regression model, the recipe study."""
     classifiers = [c for c in cards if "roc_auc" in c["test"]]
     ensembles = [r["seeds"] for r in _runs(classifiers[0])] if classifiers and ensemble_seeds(classifiers[0]) else []
     n_members = sorted({len(_members(c)) for c in classifiers})
@@ -599,6 +609,19 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None) -> str:
                      f"{_mean_sd([m['attribution']['attribution_auroc'] for m in members])} | {_goal_met(members)} | "
                      f"{cells}{' | ' if cells else ''}{a.get('baseline_above_threshold', float('nan')):.0%} | "
                      f"{a['max_relative_gap']:.1e} | {c['cpu_seconds']:.0f} |")
+    if evidence:
+        lines += ["", "## What the training split shows of each rule", "",
+                  ("Contrasts of a rule (`sciattr.datasets.rule_evidence`): the training molecules that differ from "
+                   "a positive of its clause by that rule -- negatives in which the clause's other rules match and "
+                   "this one does not (a clause of one rule: every negative without it); for an excluded rule, the "
+                   "molecules in which a clause matches and the excluded rule too. A rule with few contrasts costs a "
+                   "network little accuracy to leave out, and then gets little attribution however well the network "
+                   "scores."), "",
+                  "| task | clause | rule | kind | contrasts | positives |", "|---|---|---|---|---|---|"]
+        for task, rows in evidence.items():
+            for e in rows:
+                lines.append(f"| {task} | {e['clause']} | {e['rule']} | {e['kind']} | {e['contrasts']:,} | "
+                             f"{e['positives']:,} |")
     regressions = [c for c in cards if "rmse" in c["test"]]
     if regressions:
         lines += ["", "## Regression (seed 0)", "",
@@ -731,7 +754,7 @@ def write_results(out: Path) -> Path:
     study_file = out / STUDY_FILE
     study = json.loads(study_file.read_text()) if study_file.is_file() else None
     path = out / "RESULTS.md"
-    path.write_text(results_markdown(cards, study))
+    path.write_text(results_markdown(cards, study, training_evidence()))
     return path
 
 

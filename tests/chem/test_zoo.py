@@ -169,6 +169,27 @@ def test_cards_hold_every_ensemble_and_member_and_results_table_reproduces_them(
     assert re.search(r"## Recipe study", text)
 
 
+def test_results_table_shows_the_training_split_evidence_of_every_rule():
+    from sciattr.datasets import rule_evidence
+
+    text = (ZOO_DIR / "RESULTS.md").read_text()
+    nci = load_nci()
+    train = split_indices(len(nci), (0.8, 0.1, 0.1), seed=0)[0]
+    mols = [nci.mols[i] for i in train]
+    section = text.split("## What the training split shows of each rule")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| task |")]
+    expected = [[task, e["clause"], e["rule"], e["kind"], f"{e['contrasts']:,}", f"{e['positives']:,}"]
+                for task in TASKS for e in rule_evidence(task, mols)]
+    assert rows == expected
+    # the benzene ring of amine AND ether AND benzene is the rule the split shows least
+    aeb = {r[2]: int(r[4].replace(",", "")) for r in rows if r[0] == "amine_ether_benzene"}
+    assert aeb["benzene"] < min(aeb["amine"], aeb["ether"]) / 10
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert (f"{aeb['benzene']} training molecules have an amine and an ether but no benzene ring, against "
+            f"{aeb['amine']} and {aeb['ether']} that lack only the amine or only the ether") in readme
+
+
 def test_readme_table_of_shipped_models_matches_the_cards():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     met = met_eg = 0

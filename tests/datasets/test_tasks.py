@@ -215,3 +215,34 @@ def test_the_first_mask_is_every_occurrence_on_nci_molecules():
             assert len({m.tobytes() for m in masks}) == len(masks)  # no mask twice
             assert task.is_positive(mol)
     assert checked > 200
+
+
+def test_rule_evidence_counts_the_contrasts_of_every_rule():
+    from rdkit import Chem
+
+    from sciattr.datasets import rule_evidence
+
+    smiles = ["ClCC=O", "ClCC", "CC=O", "C[N+](=O)[O-]", "CC", "ClC(=O)C[N+](=O)[O-]"]
+    mols = [Chem.MolFromSmiles(s) for s in smiles]
+    # (halide AND carbonyl) OR nitro: 'CC=O' lacks only the halide, 'ClCC' only the carbonyl; every
+    # negative ('ClCC', 'CC=O', 'CC') lacks the nitro group of the one-rule clause
+    assert rule_evidence("halide_carbonyl_or_nitro", mols) == [
+        {"clause": "halide AND carbonyl", "rule": "halide", "kind": "required", "contrasts": 1, "positives": 3},
+        {"clause": "halide AND carbonyl", "rule": "carbonyl", "kind": "required", "contrasts": 1, "positives": 3},
+        {"clause": "nitro", "rule": "nitro", "kind": "required", "contrasts": 3, "positives": 3}]
+    # halide AND NOT carbonyl: the exclusion is shown by the molecules with both (two of them here)
+    evidence = rule_evidence(TASKS["halide_not_carbonyl"], mols)
+    assert [(e["rule"], e["kind"], e["contrasts"], e["positives"]) for e in evidence] == [
+        ("halide", "required", 3, 1), ("carbonyl", "excluded", 2, 1)]
+    # a conjunction (SmartsTask) counts per rule; a MoleculeSet works as a list of molecules
+    from sciattr.datasets import load_nci
+
+    nci = load_nci(limit=300)
+    by_list = rule_evidence("amine_ether_benzene", list(nci.mols))
+    assert by_list == rule_evidence("amine_ether_benzene", nci)
+    task = TASKS["amine_ether_benzene"]
+    matched = [task.rule_matches(m) for m in nci.mols]
+    for e, k in zip(by_list, range(3)):
+        others = [j for j in range(3) if j != k]
+        assert e["contrasts"] == sum(1 for m in matched if not m[k] and all(m[j] for j in others))
+        assert e["positives"] == sum(1 for m in matched if all(m))
