@@ -87,7 +87,7 @@ class Settings:
         Most intervals adaptive refinement may reach (default 1024).
     baselines:
         The reference point(s): ``None`` for the domain's default (zeros), a name
-        (``"zeros"``, ``"mean"``, ``"uniform"``; chemistry ``"dummy"``; text ``"pad"``,
+        (``"zeros"``, ``"mean"``, ``"uniform"``; chemistry ``"dummy"``, ``"skeleton"``; text ``"pad"``,
         ``"mask"``, ...), a number, a tensor, a callable, or a dict per named input.
     batch_size:
         Most replicas (example x node) per forward pass.

@@ -38,7 +38,10 @@ model loaded with :func:`sciattr.zoo.load_model` carries its card: the card deci
 featurizer, the names of the targets and the decision threshold.
 
 Baselines. ``"zeros"`` (default); ``"dummy"``: every atom an atom of unknown element and every
-bond of unknown type, graph distances kept (what remains is the topology); ``"mean"``: each
+bond of unknown type, graph distances kept (what remains is the topology); ``"skeleton"``: the
+molecule's saturated carbon skeleton -- every atom a carbon, every bond single, graph distances
+and ring membership kept (element-only atom featurizations): carbon atoms are then credited only
+through their bonds, heteroatoms and unsaturation through their own features; ``"mean"``: each
 molecule's own mean atom row and mean link row (named baselines are per molecule, so a molecule's
 attributions never depend on the rest of the batch); a number, a tensor or a dict
 ``{"atoms": spec, "pairs"|"edges": spec}`` of engine baseline specs; a list of K such baselines
@@ -677,7 +680,7 @@ def _segment_mean(rows: torch.Tensor, segments: torch.Tensor, n: int) -> torch.T
 
 
 #: Baseline names of the chemistry adapter (besides engine specs: numbers, tensors, callables, dicts).
-BASELINE_NAMES = ("zeros", "dummy", "mean")
+BASELINE_NAMES = ("zeros", "dummy", "skeleton", "mean")
 
 
 def _baselines(baseline, featurizer, link_name: str, data: _Union) -> dict:
@@ -689,6 +692,10 @@ def _baselines(baseline, featurizer, link_name: str, data: _Union) -> dict:
         if featurizer is None or not hasattr(featurizer, "dummy_atoms"):
             raise InputError("expected featurizer= with baselines='dummy' (the dummy atom comes from it)")
         return {ATOMS: featurizer.dummy_atoms(data.atoms), link_name: featurizer.dummy_links(data.links)}
+    if isinstance(baseline, str) and baseline == "skeleton":
+        if featurizer is None or not hasattr(featurizer, "skeleton_atoms"):
+            raise InputError("expected featurizer= with baselines='skeleton' (the skeleton comes from its columns)")
+        return {ATOMS: featurizer.skeleton_atoms(data.atoms), link_name: featurizer.skeleton_links(data.links)}
     if isinstance(baseline, str) and baseline == "mean":
         n = data.n
         return {ATOMS: _segment_mean(data.atoms, data.atom_segments, n),
@@ -918,7 +925,7 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     settings, **options:
         A :class:`sciattr.Settings` and/or its fields as keywords (``steps``, ``rule``,
         ``tolerance``, ``baselines``, ``batch_size``, ``memory_budget``, ...). ``baselines``:
-        ``"zeros"`` (default), ``"dummy"`` (needs ``featurizer``), ``"mean"`` (per molecule), a
+        ``"zeros"`` (default), ``"dummy"`` or ``"skeleton"`` (need ``featurizer``), ``"mean"`` (per molecule), a
         dict ``{"atoms": ..., link name: ...}``, a list of such baselines or a
         :class:`~sciattr.chem.baselines.ReferenceBaselines` (expected gradients).
     featurizer:

@@ -693,6 +693,37 @@ class _Featurizer:
             out[bonded, self.link_feature_names.index("bond=other")] = 1
         return out
 
+    def skeleton_atoms(self, atoms: torch.Tensor) -> torch.Tensor:
+        """The ``skeleton`` baseline of atom rows: every atom a carbon. Only for element-only atom
+        featurizations (other columns -- charge, hybridization, hydrogens -- have no one neutral value)."""
+        extra = [name for name in self.atom_feature_names if not name.startswith("element=")]
+        if extra:
+            raise InputError(f"expected an element-only atom featurization for baselines='skeleton' (e.g. "
+                             f"SimpleWeaveFeaturizer, PyGFeaturizer(atoms='simple')); got {type(self).__name__} with "
+                             f"{len(extra)} more columns ({', '.join(extra[:3])}, ...); try 'dummy' or expected "
+                             f"gradients (ReferenceBaselines)")
+        out = torch.zeros_like(atoms)
+        out[:, self.atom_feature_names.index("element=C")] = 1
+        return out
+
+    def skeleton_links(self, links: torch.Tensor) -> torch.Tensor:
+        """The ``skeleton`` baseline of link rows: every bond single, conjugation cleared, the
+        topology kept (graph distance, ring membership, ``bond=none`` of non-bonded pairs)."""
+        names = list(self.link_feature_names)
+        bond_cols = [k for k, name in enumerate(names) if name.startswith("bond=") and name != "bond=none"]
+        topology = [k for k, name in enumerate(names) if name.startswith("distance=")
+                    or name in ("bond=none", "in_ring", "same_ring")]
+        unknown = sorted(set(range(len(names))) - set(bond_cols) - set(topology) - {names.index(n) for n in names
+                                                                                     if n == "conjugated"})
+        if unknown:
+            raise InputError(f"expected link columns of bond type, conjugation, ring membership or graph distance "
+                             f"for baselines='skeleton'; got also {[names[k] for k in unknown]}")
+        out = torch.zeros_like(links)
+        out[:, topology] = links[:, topology]
+        bonded = links[:, bond_cols].sum(1) > 0
+        out[bonded, names.index("bond=single")] = 1
+        return out
+
     def _atom_features(self, mol) -> np.ndarray:
         raise NotImplementedError
 

@@ -203,7 +203,7 @@ def test_mean_baseline_is_per_molecule_and_unknown_names_are_refused():
     g = FEAT(SMILES[1])
     torch.testing.assert_close(together.baselines["atoms"][together.segments["atoms"] == 1],
                                g.atoms.double().mean(0).expand(g.n_atoms, -1))
-    with pytest.raises(InputError, match=r"baselines among \['zeros', 'dummy', 'mean'\]"):
+    with pytest.raises(InputError, match=r"baselines among \['zeros', 'dummy', 'skeleton', 'mean'\]"):
         explain_molecules(model, SMILES, baselines="uniform", steps=8)
 
 
@@ -303,3 +303,57 @@ def test_neutral_baseline_refuses_molecules_it_cannot_fit_and_names_bad_referenc
     with pytest.warns(BaselineWarning, match="1 of 3 reference molecules could not be featurized and are left out "
                                              "of the reference mean"):
         neutral_baseline(model, SMILES[:2], featurizer=FEAT, reference=["CCO", "xyz", "CCCC"], threshold=0.0)
+
+
+# ---------------------------------------------------------------------------------------- skeleton baseline
+def test_skeleton_baseline_of_a_linear_model_is_x_minus_the_carbon_skeleton_times_w():
+    """The saturated carbon skeleton: every atom a carbon, every bond single, graph distances kept;
+    on a linear model IG is exactly (x - skeleton) * w, so carbons get nothing from their own features."""
+    from sciattr.chem.adapter import ragged_graphs
+
+    model = LinearWeave()
+    res = explain_molecules(model, SMILES, featurizer=FEAT, baselines="skeleton", steps=2)
+    data = ragged_graphs(model, [FEAT(s) for s in SMILES]).data
+    atom_names, link_names = list(FEAT.atom_feature_names), list(FEAT.link_feature_names)
+    skeleton_atoms = torch.zeros_like(data.atoms)
+    skeleton_atoms[:, atom_names.index("element=C")] = 1
+    skeleton_pairs = torch.zeros_like(data.links)
+    bonded = data.links[:, link_names.index("bond=none")] == 0
+    skeleton_pairs[bonded, link_names.index("bond=single")] = 1
+    skeleton_pairs[~bonded, link_names.index("bond=none")] = 1
+    distance = [k for k, n in enumerate(link_names) if n.startswith("distance=")]
+    skeleton_pairs[:, distance] = data.links[:, distance]
+    torch.testing.assert_close(res.attributions["atoms"], (data.atoms - skeleton_atoms) * model.w_atom.detach(),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(res.attributions["pairs"], (data.links - skeleton_pairs) * model.w_pair.detach(),
+                               rtol=1e-12, atol=1e-12)
+    carbons = data.atoms[:, atom_names.index("element=C")] == 1
+    assert carbons.any() and float(res.attributions["atoms"][carbons].abs().max()) == 0.0
+    assert float(res.relative_gap.max()) < 1e-12
+    assert res.meta["baseline"] == "skeleton"
+
+
+def test_skeleton_rows_of_bond_edges_and_featurizations_without_one():
+    from sciattr.chem import PyGFeaturizer, WeaveFeaturizer
+
+    feat = PyGFeaturizer(atoms="simple")
+    g = feat("Clc1ccccc1C#N")
+    atoms, edges = feat.skeleton_atoms(g.atoms), feat.skeleton_links(g.links)
+    names = list(feat.link_feature_names)
+    assert torch.equal(atoms.argmax(1), torch.full((g.atoms.shape[0],), feat.atom_feature_names.index("element=C")))
+    assert atoms.sum().item() == g.atoms.shape[0]
+    # every bond single, not conjugated; ring membership (topology) kept
+    assert bool((edges[:, names.index("bond=single")] == 1).all()) and edges[:, names.index("conjugated")].sum() == 0
+    assert torch.equal(edges[:, names.index("in_ring")], g.links[:, names.index("in_ring")])
+    assert edges[:, names.index("in_ring")].sum() == 12  # the six ring bonds, both directions
+    with pytest.raises(InputError, match=r"expected an element-only atom featurization for baselines='skeleton'.*"
+                                         r"WeaveFeaturizer with \d+ more columns"):
+        explain_molecules(_network_full(), ["CCO"], featurizer=WeaveFeaturizer(), baselines="skeleton", steps=2)
+
+
+def _network_full():
+    from sciattr.chem import WeaveFeaturizer
+
+    feat = WeaveFeaturizer()
+    torch.manual_seed(0)
+    return W2N2(feat.n_atom_features, feat.n_pair_features, 1, n_hidden=8, n_atom_hidden=8, n_dense=8).double()
