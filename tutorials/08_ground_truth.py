@@ -22,7 +22,8 @@ Steps:
    the decision threshold, so the attributions explain the difference between two "active"
    predictions);
 4. **expected gradients**: the attributions averaged over K baselines drawn from inactive
-   reference molecules (:class:`sciattr.chem.ReferenceBaselines`), and the baseline the
+   reference molecules (:class:`sciattr.chem.ReferenceBaselines`); the molecule's saturated
+   carbon skeleton as the baseline (``baselines="skeleton"``); and the baseline the
    ``neutral_baseline`` search finds nearest the decision threshold;
 5. the same model trained with the zeros baseline anchored at the decision threshold
    (``TrainingRecipe(anchor_baseline="neutral")``), so that the zeros baseline is neutral by
@@ -152,6 +153,11 @@ def main(argv=None) -> int:
     rows.append(("expected gradients (inactive references)", eg.mean, expected))
     print(f"\nexpected gradients over {len(inactive)} inactive reference molecules: attribution AUROC {eg.mean:.3f}; "
           f"mean F(x') {float(expected.forward_baseline.double().mean()):.3g}")
+    skeleton, _ = explain(plain.model, picked, featurizer, steps.replace(baselines="skeleton"))
+    sk = score_attributions(scores_of(skeleton, "complete"), truth)
+    rows.append(("saturated carbon skeleton baseline", sk.mean, skeleton))
+    print(f"skeleton baseline (every atom a carbon, every bond single): attribution AUROC {sk.mean:.3f}; "
+          f"mean F(x') {float(skeleton.forward_baseline.double().mean()):.3g}")
     neutral = neutral_baseline(plain.model, picked, featurizer=featurizer, threshold=0.0)
     searched, _ = explain(plain.model, picked, featurizer, steps.replace(baselines=neutral.baselines))
     ns = score_attributions(scores_of(searched, "complete"), truth)

@@ -38,9 +38,11 @@ best validation epoch kept), metrics on the test split. Attribution AUROC:
 the zeros baseline (64 Gauss-Legendre nodes) for every positive test molecule, complete atom
 scores (atom features plus half of every pair/bond the atom is in) scored against the task's
 true atoms with :func:`sciattr.datasets.score_attributions` (best true mask: one occurrence or all).
-Every ensemble is also measured with expected gradients (:func:`reference_settings`: 16 baselines
+Every ensemble is also measured from the saturated carbon skeleton (``baselines="skeleton"``,
+:data:`SKELETON_SETTINGS`) and with expected gradients (:func:`reference_settings`: 16 baselines
 per molecule drawn from 256 seeded molecules of the training split, 32 nodes each), the same
-atom scores and metric.
+atom scores and metric; RESULTS.md also shows what the training split shows of each rule
+(:func:`sciattr.datasets.rule_evidence`).
 """
 
 from __future__ import annotations
