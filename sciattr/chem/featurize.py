@@ -713,8 +713,8 @@ class _Featurizer:
         bond_cols = [k for k, name in enumerate(names) if name.startswith("bond=") and name != "bond=none"]
         topology = [k for k, name in enumerate(names) if name.startswith("distance=")
                     or name in ("bond=none", "in_ring", "same_ring")]
-        unknown = sorted(set(range(len(names))) - set(bond_cols) - set(topology) - {names.index(n) for n in names
-                                                                                     if n == "conjugated"})
+        cleared = [k for k, name in enumerate(names) if name == "conjugated"]
+        unknown = sorted(set(range(len(names))) - set(bond_cols) - set(topology) - set(cleared))
         if unknown:
             raise InputError(f"expected link columns of bond type, conjugation, ring membership or graph distance "
                              f"for baselines='skeleton'; got also {[names[k] for k in unknown]}")
