@@ -1042,6 +1042,17 @@ def _column(values: torch.Tensor, result: MoleculeAttribution, target) -> torch.
     return values[:, 0]
 
 
+def _other_baselines(featurizer, spec) -> str:
+    """What to try instead of a baseline that is not neutral: the skeleton where the featurizer has
+    one (and it is not the baseline already), the neutral search, expected gradients."""
+    names = tuple(getattr(featurizer, "atom_feature_names", ()))
+    skeleton = bool(names) and all(n.startswith("element=") for n in names) and "element=C" in names \
+        and hasattr(featurizer, "skeleton_atoms") and not (isinstance(spec, str) and spec == "skeleton")
+    return (("baselines='skeleton' (the molecule's saturated carbon skeleton), " if skeleton else "")
+            + "baselines=neutral_baseline(model, molecules).baselines or expected gradients over reference "
+              "molecules (ReferenceBaselines)")
+
+
 def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, featurizer, spec, target,
                      threshold) -> None:
     """Per-molecule notes (and one warning) when the baseline is not neutral for the target."""
@@ -1052,6 +1063,7 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
                                                else result.attribution_scale, result, target))
     kinds: dict[str, list[int]] = {}
     texts: list[list[str]] = [[] for _ in range(result.n_examples)]
+    advice = _other_baselines(featurizer, spec)
     for i in range(result.n_examples):
         x, b, d, sc = fx[i].reshape(-1), fb[i].reshape(-1), delta[i].reshape(-1), scale[i].reshape(-1)
         for t in range(x.shape[0]):
@@ -1063,15 +1075,12 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
                 texts[i].append(
                     f"baseline not neutral{which}: F(x') = {float(b[t]):.4g} is {side} the decision threshold "
                     f"{threshold:g} like F(x) = {float(x[t]):.4g}, so the attributions explain the difference "
-                    f"between two predictions of the same class; try "
-                    f"baselines=neutral_baseline(model, molecules).baselines or expected gradients over "
-                    f"reference molecules (ReferenceBaselines)")
+                    f"between two predictions of the same class; try {advice}")
                 kinds.setdefault("same side of the decision threshold", []).append(result.rows[i])
             elif float(sc[t]) > 0 and abs(float(d[t])) < SMALL_DIFFERENCE * float(sc[t]):
                 texts[i].append(
                     f"baseline not neutral{which}: |F(x) - F(x')| = {abs(float(d[t])):.3g} is small against the "
-                    f"attributions' scale {float(sc[t]):.3g} (large attributions cancel); try another baseline "
-                    f"(neutral_baseline(model, molecules).baselines) or expected gradients (ReferenceBaselines)")
+                    f"attributions' scale {float(sc[t]):.3g} (large attributions cancel); try {advice}")
                 kinds.setdefault("F(x) close to F(x')", []).append(result.rows[i])
     if isinstance(spec, str) and spec == "dummy":
         zeros = ragged.scores(model, torch.zeros_like(ragged.data.atoms), torch.zeros_like(ragged.data.links))

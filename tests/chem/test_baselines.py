@@ -139,6 +139,8 @@ def test_baseline_on_the_same_side_of_the_threshold_warns_per_input_row():
         warned = res.baseline_warnings[i]
         if float(res.forward_x[i]) > 0:
             assert "F(x') = 5 is above the decision threshold 0" in warned and "neutral_baseline" in warned
+            # an element-only featurization has a skeleton baseline to suggest
+            assert "try baselines='skeleton' (the molecule's saturated carbon skeleton), " in warned
         else:
             assert "decision threshold" not in warned
     table = res.table("molecule")
@@ -331,6 +333,15 @@ def test_skeleton_baseline_of_a_linear_model_is_x_minus_the_carbon_skeleton_time
     assert carbons.any() and float(res.attributions["atoms"][carbons].abs().max()) == 0.0
     assert float(res.relative_gap.max()) < 1e-12
     assert res.meta["baseline"] == "skeleton"
+
+
+def test_a_skeleton_that_is_not_neutral_suggests_the_others_not_itself():
+    model = LinearWeave(bias=50.0)  # every baseline scores far above the threshold
+    with pytest.warns(BaselineWarning, match="same side of the decision threshold"):
+        res = explain_molecules(model, SMILES[:2], featurizer=FEAT, baselines="skeleton", steps=2,
+                                decision_threshold=0.0)
+    warned = " ".join(w for row in res.baseline_warnings for w in ([row] if isinstance(row, str) else row))
+    assert "try baselines=neutral_baseline(model, molecules).baselines" in warned and "'skeleton'" not in warned
 
 
 def test_skeleton_rows_of_bond_edges_and_featurizations_without_one():
