@@ -1045,9 +1045,7 @@ def _column(values: torch.Tensor, result: MoleculeAttribution, target) -> torch.
 def _other_baselines(featurizer, spec) -> str:
     """What to try instead of a baseline that is not neutral: the skeleton where the featurizer has
     one (and it is not the baseline already), the neutral search, expected gradients."""
-    names = tuple(getattr(featurizer, "atom_feature_names", ()))
-    skeleton = bool(names) and all(n.startswith("element=") for n in names) and "element=C" in names \
-        and hasattr(featurizer, "skeleton_atoms") and not (isinstance(spec, str) and spec == "skeleton")
+    skeleton = getattr(featurizer, "has_skeleton", False) and not (isinstance(spec, str) and spec == "skeleton")
     return (("baselines='skeleton' (the molecule's saturated carbon skeleton), " if skeleton else "")
             + "baselines=neutral_baseline(model, molecules).baselines or expected gradients over reference "
               "molecules (ReferenceBaselines)")

@@ -12,7 +12,8 @@ Public API
     (molecule, baseline) is an example of one flattened grid with its own completeness check, and
     the average adds up to ``F(x) - mean_k F(x'_k)`` (``result.forward_baseline``).
 ``neutral_baseline(model, molecules, *, featurizer=None, target=None, threshold=None, ...)``
-    Evaluates the featurization's baseline options (``zeros``, ``dummy``, the per-feature
+    Evaluates the featurization's baseline options (``zeros``, ``dummy``, ``skeleton`` where the
+    atom featurization is element-only, the per-feature
     ``mean`` of the molecules, the mean of reference molecules, blends between a pair of them
     that lie on both sides of the decision threshold, and -- by default -- a blend per molecule
     whose weight puts that molecule's F(x') at the threshold) and returns the one whose scores are
@@ -180,7 +181,7 @@ class NeutralBaseline:
     Attributes
     ----------
     name:
-        The chosen candidate (``"zeros"``, ``"dummy"``, ``"mean"``, ``"reference mean"`` or a
+        The chosen candidate (``"zeros"``, ``"dummy"``, ``"skeleton"``, ``"mean"``, ``"reference mean"`` or a
         blend ``"0.37 zeros + 0.63 dummy"``).
     baselines:
         The baseline to pass as ``baselines=``: a name, or a dict of per-feature rows
@@ -256,6 +257,8 @@ def neutral_baseline(model, molecules, *, featurizer=None, target=None, threshol
                                              if data.links.shape[0] else 0.0}}
     if hasattr(featurizer, "dummy_atoms"):
         candidates["dummy"] = "dummy"
+    if getattr(featurizer, "has_skeleton", False):
+        candidates["skeleton"] = "skeleton"
     if reference is not None:
         ref, skipped = _graphs_of(reference, featurizer)
         if skipped:

@@ -693,15 +693,21 @@ class _Featurizer:
             out[bonded, self.link_feature_names.index("bond=other")] = 1
         return out
 
+    @property
+    def has_skeleton(self) -> bool:
+        """Whether the ``skeleton`` baseline exists here: an element-only atom featurization with a
+        carbon column (other columns -- charge, hybridization, hydrogens -- have no one neutral value)."""
+        names = self.atom_feature_names
+        return "element=C" in names and all(name.startswith("element=") for name in names)
+
     def skeleton_atoms(self, atoms: torch.Tensor) -> torch.Tensor:
-        """The ``skeleton`` baseline of atom rows: every atom a carbon. Only for element-only atom
-        featurizations (other columns -- charge, hybridization, hydrogens -- have no one neutral value)."""
-        extra = [name for name in self.atom_feature_names if not name.startswith("element=")]
-        if extra:
+        """The ``skeleton`` baseline of atom rows: every atom a carbon (see :attr:`has_skeleton`)."""
+        if not self.has_skeleton:
+            extra = [name for name in self.atom_feature_names if not name.startswith("element=")]
+            got = f"{len(extra)} more columns ({', '.join(extra[:3])}, ...)" if extra else "no element=C column"
             raise InputError(f"expected an element-only atom featurization for baselines='skeleton' (e.g. "
                              f"SimpleWeaveFeaturizer, PyGFeaturizer(atoms='simple')); got {type(self).__name__} with "
-                             f"{len(extra)} more columns ({', '.join(extra[:3])}, ...); try 'dummy' or expected "
-                             f"gradients (ReferenceBaselines)")
+                             f"{got}; try 'dummy' or expected gradients (ReferenceBaselines)")
         out = torch.zeros_like(atoms)
         out[:, self.atom_feature_names.index("element=C")] = 1
         return out

@@ -225,6 +225,12 @@ def test_neutral_baseline_finds_a_baseline_at_the_threshold():
     assert float(res.forward_baseline.mean().abs()) < 0.5 * 3.0
     assert "nearest the decision threshold" in found.summary() and found.crossed
     assert "only the nearest" not in found.summary()
+    # the carbon skeleton is one of the options searched, scored like the model scores it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BaselineWarning)
+        skeleton = explain_molecules(model, SMILES, featurizer=FEAT, steps=2, baselines="skeleton")
+    torch.testing.assert_close(torch.tensor(found.scores["skeleton"], dtype=torch.float64),
+                               skeleton.forward_baseline.double(), rtol=1e-9, atol=1e-9)
 
 
 def test_neutral_baseline_says_when_no_option_crosses_the_threshold():
@@ -357,6 +363,9 @@ def test_skeleton_rows_of_bond_edges_and_featurizations_without_one():
     assert bool((edges[:, names.index("bond=single")] == 1).all()) and edges[:, names.index("conjugated")].sum() == 0
     assert torch.equal(edges[:, names.index("in_ring")], g.links[:, names.index("in_ring")])
     assert edges[:, names.index("in_ring")].sum() == 12  # the six ring bonds, both directions
+    # a featurization without a skeleton is searched without one
+    assert "skeleton" not in neutral_baseline(_network_full(), ["CCO", "c1ccccc1"], featurizer=WeaveFeaturizer(),
+                                              threshold=0.0).scores
     with pytest.raises(InputError, match=r"expected an element-only atom featurization for baselines='skeleton'.*"
                                          r"WeaveFeaturizer with \d+ more columns"):
         explain_molecules(_network_full(), ["CCO"], featurizer=WeaveFeaturizer(), baselines="skeleton", steps=2)
