@@ -73,23 +73,26 @@ def _settings(args):
 
 def _reference_baselines(path: str, k: int):
     """Expected gradients over the molecules of a file (any format ``--file`` reads, its
-    ``smiles`` column): :class:`~sciattr.chem.ReferenceBaselines` with ``k`` baselines per
-    molecule. Rows that cannot be read are named on stderr and left out; none readable is an error."""
-    from rdkit import Chem
-
+    ``smiles`` column, read as the runner reads it): :class:`~sciattr.chem.ReferenceBaselines`
+    with ``k`` baselines per molecule. Rows that cannot be read are named on stderr and left out
+    (molecules the featurizer refuses are named by ReferenceBaselines); none readable is an error."""
     from sciattr.chem import ReferenceBaselines
+    from sciattr.run.domains import molecule_items
     from sciattr.run.readers import read_records
 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"expected --reference-k to be a positive integer; got {k!r}")
+    records = list(read_records(path, kind="molecule"))
+    items, _, failed = molecule_items(records)
     molecules, bad = [], []
-    for record in read_records(path, kind="molecule"):
-        mol = None if record.error else record.input if record.kind == "smiles" else \
-            Chem.MolFromMolBlock(record.input, sanitize=True)
-        if mol is None or mol == "":
-            bad.append((record.row, record.error or "an empty or unreadable molecule"))
+    for position, (record, item) in enumerate(zip(records, items)):
+        reason = record.error or failed.get(position)
+        if reason is None and item == "":
+            reason = "an empty molecule"
+        if reason is None:
+            molecules.append(item)
         else:
-            molecules.append(mol)
+            bad.append((record.row, reason))
     for row, reason in bad[:5]:
         print(f"reference row {row}: {reason}; left out", file=sys.stderr)
     if len(bad) > 5:

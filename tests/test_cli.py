@@ -258,3 +258,18 @@ def test_reference_flag_errors(tmp_path, capsys, argv, message):
     assert main(["molecule", "CCO", "--reference", str(tmp_path / "missing.csv"),
                  "--out", str(tmp_path / "r.html")]) == 2
     assert "expected an existing input file" in capsys.readouterr().err
+
+
+def test_sdf_reference_file_is_read_as_the_runner_reads_it(tmp_path, capsys):
+    from rdkit import Chem
+
+    reference = tmp_path / "reference.sdf"
+    good = Chem.MolToMolBlock(Chem.MolFromSmiles("CCO"))
+    reference.write_text(f"{good}$$$$\nbroken\n  no atoms here\n\nM  END\n$$$$\n{good}$$$$\n")
+    assert main(["molecule", "c1ccccc1O", "--model", "gcn-benzene", "--reference", str(reference),
+                 "--reference-k", "2", "--steps", "8", "--rule", "gausslegendre",
+                 "--out", str(tmp_path / "r.html")]) == 0
+    captured = capsys.readouterr()
+    assert "reference row 1: RDKit cannot read this SDF record" in captured.err
+    assert "reference row 0" not in captured.err and "reference row 2" not in captured.err
+    assert "F(x') = " in captured.out

@@ -329,7 +329,8 @@ def rule_evidence(task: str | SmartsTask | LogicTask, molecules: MoleculeSet | S
         clauses, excluded = spec.clauses, spec.excluded
     smarts = dict(spec.rules)
     matched = [{rule for rule in smarts if mol.HasSubstructMatch(_pattern(smarts[rule]))} for mol in mols]
-    positive = [spec.is_positive(mol) for mol in mols]
+    # the task's own label, from the same matches (is_positive would match every SMARTS again)
+    positive = [not set(excluded) & m and any(set(c) <= m for c in clauses) for m in matched]
     n_positive = int(sum(positive))
     out = []
     for clause in clauses:

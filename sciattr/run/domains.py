@@ -186,6 +186,29 @@ def _parse_molblock(block: str):
     return mol, list(said)
 
 
+def molecule_items(records: Sequence[Record]) -> tuple[list, list[list[str]], dict[int, str]]:
+    """What :func:`sciattr.chem.explain_molecules` takes for molecule records: SMILES as read, SDF
+    records parsed by RDKit (hydrogens kept: the featurizer decides). Returns ``(items,
+    parse_notes, failed)``; ``failed`` maps the position of a record RDKit refuses to the reason
+    (its item is ``""``)."""
+    items: list = []
+    parse_notes: list[list[str]] = []
+    failed: dict[int, str] = {}
+    for k, r in enumerate(records):
+        if r.kind == "molblock":
+            mol, messages = _parse_molblock(r.input)
+            if mol is None:
+                failed[k] = f"RDKit cannot read this SDF record ({'; '.join(messages) or 'no reason given'})"
+                items.append("")
+            else:
+                items.append(mol)
+            parse_notes.append(messages if mol is not None else [])
+        else:
+            items.append(r.input)
+            parse_notes.append([])
+    return items, parse_notes, failed
+
+
 class MoleculeDomain(Domain):
     """Molecules through :func:`sciattr.chem.explain_molecules`.
 
@@ -219,27 +242,10 @@ class MoleculeDomain(Domain):
         if self._name is None:
             self._name = card.get("name") or type(model).__name__
 
-    def _items(self, records):
-        items, parse_notes, failed = [], [], {}
-        for k, r in enumerate(records):
-            if r.kind == "molblock":
-                mol, messages = _parse_molblock(r.input)
-                if mol is None:
-                    reason = "; ".join(messages) or "no reason given"
-                    failed[k] = f"RDKit cannot read this SDF record ({reason})"
-                    items.append("")
-                else:
-                    items.append(mol)
-                parse_notes.append(messages if mol is not None else [])
-            else:
-                items.append(r.input)
-                parse_notes.append([])
-        return items, parse_notes, failed
-
     def _attribute(self, records):
         from sciattr.chem import explain_molecules
 
-        items, parse_notes, failed = self._items(records)
+        items, parse_notes, failed = molecule_items(records)
         keep = [k for k in range(len(records)) if k not in failed]
         rows: list[dict | None] = [None] * len(records)
         for k, message in failed.items():
