@@ -31,6 +31,12 @@ class GINENetwork(nn.Module):
         Message-passing rounds.
     outputs:
         Scores per graph (one per task).
+    homogeneous:
+        ReLU layers without biases (only the last layer keeps its bias ``b``): the network is then
+        positively homogeneous of degree 1 in its inputs, ``F(a x) = a (F(x) - b) + b`` for
+        ``a >= 0`` -- its score is a straight line along the path from the zeros baseline, whose
+        score is ``b``, and integrated gradients from it equal gradient x input at ``x``.
+        Default: SiLU layers with biases.
 
     Forward
     -------
@@ -40,22 +46,30 @@ class GINENetwork(nn.Module):
     """
 
     def __init__(self, atom_features: int, bond_features: int, hidden: int = 64, layers: int = 3,
-                 outputs: int = 1):
+                 outputs: int = 1, homogeneous: bool = False):
         super().__init__()
         for name, value in (("atom_features", atom_features), ("bond_features", bond_features),
                             ("hidden", hidden), ("layers", layers), ("outputs", outputs)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"expected {name} to be a positive integer; got {describe(value)}")
+        if not isinstance(homogeneous, bool):
+            raise InputError(f"expected homogeneous to be True or False; got {describe(homogeneous)}")
         geometric = require("torch_geometric.nn", "chem")
         self.config = {"atom_features": atom_features, "bond_features": bond_features, "hidden": hidden,
-                           "layers": layers, "outputs": outputs}
-        self.embed = nn.Linear(atom_features, hidden)
-        self.convs = nn.ModuleList(
-            geometric.GINEConv(nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden)),
-                               edge_dim=bond_features)
-            for _ in range(layers))
-        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, outputs))
-        self.activation = nn.SiLU()
+                       "layers": layers, "outputs": outputs}
+        if homogeneous:  # recorded only when set, so the cards of the default network stay as they are
+            self.config["homogeneous"] = True
+        bias, activation = (False, nn.ReLU) if homogeneous else (True, nn.SiLU)
+        self.embed = nn.Linear(atom_features, hidden, bias=bias)
+        self.convs = nn.ModuleList()
+        for _ in range(layers):
+            conv = geometric.GINEConv(nn.Sequential(nn.Linear(hidden, hidden, bias=bias), activation(),
+                                                    nn.Linear(hidden, hidden, bias=bias)), edge_dim=bond_features)
+            if homogeneous:  # the edge features' projection, added to the neighbour's state before a ReLU
+                conv.lin = geometric.Linear(bond_features, hidden, bias=False)
+            self.convs.append(conv)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden, bias=bias), activation(), nn.Linear(hidden, outputs))
+        self.activation = activation()
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_attr: torch.Tensor,
                 batch: torch.Tensor | None = None, num_graphs: int | None = None) -> torch.Tensor:

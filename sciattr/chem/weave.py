@@ -55,16 +55,16 @@ class WeaveLayer(nn.Module):
     """
 
     def __init__(self, n_atom_in: int, n_pair_in: int, n_atom_out: int = 50, n_pair_out: int = 50,
-                 n_hidden: int = 50, update_pairs: bool = True):
+                 n_hidden: int = 50, update_pairs: bool = True, bias: bool = True):
         super().__init__()
-        self.atom_to_atom = nn.Linear(n_atom_in, n_hidden)
-        self.pair_to_atom = nn.Linear(n_pair_in, n_hidden)
-        self.atom_out = nn.Linear(2 * n_hidden, n_atom_out)
+        self.atom_to_atom = nn.Linear(n_atom_in, n_hidden, bias=bias)
+        self.pair_to_atom = nn.Linear(n_pair_in, n_hidden, bias=bias)
+        self.atom_out = nn.Linear(2 * n_hidden, n_atom_out, bias=bias)
         self.update_pairs = update_pairs
         if update_pairs:
-            self.atom_to_pair = nn.Linear(2 * n_atom_in, n_hidden)
-            self.pair_to_pair = nn.Linear(n_pair_in, n_hidden)
-            self.pair_out = nn.Linear(2 * n_hidden, n_pair_out)
+            self.atom_to_pair = nn.Linear(2 * n_atom_in, n_hidden, bias=bias)
+            self.pair_to_pair = nn.Linear(n_pair_in, n_hidden, bias=bias)
+            self.pair_out = nn.Linear(2 * n_hidden, n_pair_out, bias=bias)
 
     def forward(self, atoms: torch.Tensor, pairs: torch.Tensor,
                 pair_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -130,12 +130,19 @@ class WeaveModel(nn.Module):
         Width of the molecule-level dense layer.
     reduction:
         ``"sum"`` over atoms, or ``"histogram"`` (:class:`GaussianHistogram`).
+    homogeneous:
+        Layers without biases except the output's (``b``), with the sum readout: every layer is a
+        ReLU of a linear map, so the network is positively homogeneous of degree 1 in its atom and
+        pair features, ``F(a x) = a (F(x) - b) + b`` for ``a >= 0`` -- a straight line along the
+        path from the zeros baseline (score ``b``), and integrated gradients from it equal
+        gradient x input at ``x``.
 
     ``forward(atoms, pairs, pair_index, atom_batch, n_molecules=None) -> (n_molecules, n_tasks)``.
     """
 
     def __init__(self, n_atom_features: int, n_pair_features: int, n_tasks: int, *, n_weave: int = 2,
-                 n_hidden: int = 50, n_atom_hidden: int = 128, n_dense: int = 128, reduction: str = "sum"):
+                 n_hidden: int = 50, n_atom_hidden: int = 128, n_dense: int = 128, reduction: str = "sum",
+                 homogeneous: bool = False):
         super().__init__()
         for name, value in (("n_atom_features", n_atom_features), ("n_pair_features", n_pair_features),
                             ("n_tasks", n_tasks), ("n_weave", n_weave)):
@@ -143,16 +150,22 @@ class WeaveModel(nn.Module):
                 raise InputError(f"expected {name} to be a positive integer; got {describe(value)}")
         if reduction not in ("sum", "histogram"):
             raise InputError(f"expected reduction='sum' or 'histogram'; got {reduction!r}")
+        if not isinstance(homogeneous, bool):
+            raise InputError(f"expected homogeneous to be True or False; got {describe(homogeneous)}")
+        if homogeneous and reduction != "sum":
+            raise InputError("expected reduction='sum' with homogeneous=True (the Gaussian histogram is not "
+                             f"homogeneous); got reduction={reduction!r}")
+        self.homogeneous = homogeneous
         self.n_atom_features, self.n_pair_features, self.n_tasks = n_atom_features, n_pair_features, n_tasks
         self.reduction = reduction
         widths = [(n_atom_features, n_pair_features)] + [(n_hidden, n_hidden)] * (n_weave - 1)
         self.weave = nn.ModuleList(
-            WeaveLayer(a, p, n_hidden, n_hidden, n_hidden, update_pairs=k < n_weave - 1)
+            WeaveLayer(a, p, n_hidden, n_hidden, n_hidden, update_pairs=k < n_weave - 1, bias=not homogeneous)
             for k, (a, p) in enumerate(widths))
-        self.atom_layer = nn.Linear(n_hidden, n_atom_hidden)
+        self.atom_layer = nn.Linear(n_hidden, n_atom_hidden, bias=not homogeneous)
         self.histogram = GaussianHistogram() if reduction == "histogram" else None
         pooled = n_atom_hidden * (len(GAUSSIAN_MEMBERSHIPS) if self.histogram is not None else 1)
-        self.dense = nn.Linear(pooled, n_dense)
+        self.dense = nn.Linear(pooled, n_dense, bias=not homogeneous)
         self.output = nn.Linear(n_dense, n_tasks)
         self.reset_parameters()
 
