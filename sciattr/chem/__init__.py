@@ -26,6 +26,7 @@ from sciattr.chem.adapter import (
 from sciattr.chem.architectures import MeanEnsemble
 from sciattr.chem.baselines import NeutralBaseline, ReferenceBaselines, neutral_baseline
 from sciattr.chem.dead_features import ReceptiveFieldReport, receptive_field_report, wl_colours
+from sciattr.chem.deletion import DeletionCheck, DeletionReport, deletion_check
 from sciattr.chem.draw import (
     attribution_heatmap,
     draw_attribution,
@@ -73,6 +74,8 @@ __all__ = [
     "W1N2",
     "W2N2",
     "Accounting",
+    "DeletionCheck",
+    "DeletionReport",
     "GINENetwork",
     "GraphBatch",
     "GroupTotal",
@@ -100,6 +103,7 @@ __all__ = [
     "collate",
     "compare_with_free_wilson",
     "decision_threshold",
+    "deletion_check",
     "draw_attribution",
     "draw_attribution_grid",
     "draw_grid",

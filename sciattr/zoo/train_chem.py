@@ -52,6 +52,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -106,6 +107,8 @@ SKELETON_SETTINGS = Settings(steps=64, rule="gausslegendre", baselines="skeleton
 REGRESSION = "w2n2-chembl2321810"
 REGRESSION_RECIPE = TrainingRecipe(epochs=150, batch_size=32, patience=None)
 STUDY_FILE = "recipe_study.json"
+#: Where :func:`deletion_study` keeps its rows (next to the cards).
+DELETION_FILE = "deletion_checks.json"
 
 
 def all_model_names() -> list[str]:
@@ -376,6 +379,57 @@ def train_regression(out: Path, progress=False) -> dict:
 
 # ---------------------------------------------------------------------------------------- recipe study
 #: The recipe the study varies: Adam at 1e-3, batches of 64, weight decay 1e-5, no anchor.
+def deletion_study(data: NciData, out: Path, names: Sequence[str] | None = None) -> list[dict]:
+    """For every shipped classifier in ``out`` (or those named), every rule of its task and two
+    baselines (zeros, :data:`QUALITY_SETTINGS`; skeleton, :data:`SKELETON_SETTINGS`): delete the
+    rule's atoms from each positive test molecule that has them and compare the score's drop with
+    their attribution (:func:`sciattr.chem.deletion_check`, threshold 0). Rows go into
+    ``out/deletion_checks.json`` as each model finishes, replacing that model's earlier rows."""
+    from sciattr.chem.adapter import explain_graphs
+    from sciattr.chem.deletion import deletion_check
+    from sciattr.errors import BaselineWarning
+    from sciattr.zoo import load_model
+
+    chosen = [n for n in (names or all_model_names()) if n != REGRESSION]
+    path = out / DELETION_FILE
+    rows: list[dict] = []
+    for name in chosen:
+        arch, task = name.split("-", 1)
+        model = load_model(out / f"{name}.json")
+        spec = ARCHITECTURES[arch][1]
+        featurizer = make_featurizer(spec)
+        graphs, masks = data.graphs[spec["class"]], data.masks(spec["class"], task)
+        positives = [graphs[i] for i in data.parts[2] if masks[i]]
+        mine = []
+        for baseline, settings in (("zeros", QUALITY_SETTINGS), ("skeleton", SKELETON_SETTINGS)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BaselineWarning)
+                result = explain_graphs(model, positives, target=0, settings=settings, featurizer=featurizer,
+                                        decision_threshold=0.0)
+            for rule, smarts in TASKS[task].rules:
+                report = deletion_check(model, result, smarts, featurizer=featurizer, threshold=0.0)
+                if not report.checks:
+                    continue
+                mine.append({"name": name, "task": task, "rule": rule, "smarts": smarts, "baseline": baseline,
+                             "positives": len(positives), "with_rule": len(report.checks),
+                             "flips": len(report.needed), "missed": len(report.missed),
+                             "failed": len(report.failed), "agree": sum(c.agrees for c in report.checks),
+                             "median_attribution": float(np.median([c.attribution for c in report.checks])),
+                             "median_drop": float(np.nanmedian([c.drop for c in report.checks]))
+                             if len(report.failed) < len(report.checks) else None})
+        rows += mine
+        current = json.loads(path.read_text()) if path.is_file() else []
+        merged = [r for r in current if r["name"] != name] + mine
+        merged.sort(key=lambda r: (all_model_names().index(r["name"]), r["rule"], r["baseline"]))
+        atomic_write_bytes(path, (json.dumps(_rounded_rows(merged), indent=1) + "\n").encode())
+        print(json.dumps({"name": name, "rows": len(mine)}), flush=True)
+    return rows
+
+
+def _rounded_rows(rows: list[dict]) -> list[dict]:
+    return [{k: _rounded(v) for k, v in r.items()} for r in rows]
+
+
 STUDY_BASE = TrainingRecipe(epochs=30, patience=10)
 #: The model options the study's variants change (fixed, so that a row keeps its meaning when the
 #: shipped options change): Weave as shipped, GINE with 64 hidden units and 3 layers.
@@ -415,6 +469,12 @@ STUDY_VARIANTS = (
      {"anchor_baseline": "neutral", "weight_decay": 1e-3, "epochs": 60, "patience": 20}, {}),
     ("gcn", "neutral anchor + weight decay 1e-3, batches of 32",
      {"anchor_baseline": "neutral", "weight_decay": 1e-3, "batch_size": 32}, {}),
+    ("gcn", "neutral anchor + weight decay 1e-3, homogeneous (bias-free ReLU layers)",
+     {"anchor_baseline": "neutral", "weight_decay": 1e-3}, {"homogeneous": True}),
+    ("w1n2", "neutral anchor, homogeneous (bias-free ReLU layers)", {"anchor_baseline": "neutral"},
+     {"homogeneous": True}),
+    ("w2n2", "neutral anchor, homogeneous (bias-free ReLU layers)", {"anchor_baseline": "neutral"},
+     {"homogeneous": True}),
 )
 
 
@@ -533,11 +593,11 @@ def training_evidence() -> dict[str, list[dict]]:
 
 
 def results_markdown(cards: list[dict], study: list[dict] | None = None,
-                     evidence: dict[str, list[dict]] | None = None) -> str:
+                     evidence: dict[str, list[dict]] | None = None, deletions: list[dict] | None = None) -> str:
     """Markdown: the shipped ensembles (mean ± sd over replicate ensembles), the same from the
     skeleton baseline and with expected gradients, their single members, what the training split
     shows of each rule (``evidence``: :func:`training_evidence`), the regression model, the recipe
-    study."""
+    study; ``deletions`` (:func:`deletion_study`) adds what deleting each rule's atoms does."""
     classifiers = [c for c in cards if "roc_auc" in c["test"]]
     ensembles = [r["seeds"] for r in _runs(classifiers[0])] if classifiers and ensemble_seeds(classifiers[0]) else []
     n_members = sorted({len(_members(c)) for c in classifiers})
@@ -645,6 +705,8 @@ def results_markdown(cards: list[dict], study: list[dict] | None = None,
             for e in rows:
                 lines.append(f"| {task} | {e['clause']} | {e['rule']} | {e['kind']} | {e['contrasts']:,} | "
                              f"{e['positives']:,} |")
+    if deletions:
+        lines += ["", *_deletion_section(deletions)]
     regressions = [c for c in cards if "rmse" in c["test"]]
     if regressions:
         lines += ["", "## Regression (seed 0)", "",
@@ -765,6 +827,36 @@ def _study_summary(groups: dict) -> str:
     return "; ".join(parts)
 
 
+def _deletion_section(rows: list[dict]) -> list[str]:
+    """RESULTS.md lines: per shipped classifier and rule, deletion against attribution, zeros and skeleton."""
+    by_key: dict[tuple[str, str], dict[str, dict]] = {}
+    for r in rows:
+        by_key.setdefault((r["name"], r["rule"]), {})[r["baseline"]] = r
+    both = {k: v for k, v in by_key.items() if {"zeros", "skeleton"} <= set(v)}
+    flips = sum(v["zeros"]["flips"] for v in both.values())
+    missed = {b: sum(v[b]["missed"] for v in both.values()) for b in ("zeros", "skeleton")}
+    lines = ["## Deleting each rule's atoms", "",
+             ("`sciattr.chem.deletion_check` on the shipped ensembles: from every positive test molecule that has a "
+              "rule's atoms, all of them (every match of its SMARTS) are deleted, their neighbours given hydrogens, "
+              "and the molecule is scored again. *Flips*: the logit goes from above 0 to 0 or below -- the network "
+              "needs those atoms for this molecule. *Credited <= 0*: of those, the molecules whose attribution of the "
+              "rule's atoms (their complete atom scores summed) is zero or negative, from the zeros baseline and from "
+              "the skeleton. *Same sign*: molecules whose attribution and score drop agree in sign. *Could not be made*: "
+              "deletions RDKit refuses, reported rather than dropped (the molecule is kekulized first, so what is left "
+              "of a ring is a chain of single and double bonds)."), "",
+             (f"Over every model and rule: the deletion flips the decision {flips:,} times; the zeros baseline credits "
+              f"the deleted atoms with <= 0 in {missed['zeros']:,} of them, the skeleton in {missed['skeleton']:,}."),
+             "",
+             ("| model | rule | positives with it | deletion flips the decision | credited <= 0: zeros | "
+              "credited <= 0: skeleton | same sign as the drop: zeros | same sign: skeleton | could not be made |"),
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (name, rule), v in both.items():
+        z, k = v["zeros"], v["skeleton"]
+        lines.append(f"| {name} | {rule} | {z['with_rule']} of {z['positives']} | {z['flips']} | {z['missed']} | "
+                     f"{k['missed']} | {z['agree']} | {k['agree']} | {z['failed']} |")
+    return lines
+
+
 def _table_order(card: dict) -> tuple:
     arch, _, task = card["name"].partition("-")
     tasks, archs = list(TASKS), list(ARCHITECTURES)
@@ -776,8 +868,10 @@ def write_results(out: Path) -> Path:
                    key=_table_order)
     study_file = out / STUDY_FILE
     study = json.loads(study_file.read_text()) if study_file.is_file() else None
+    deletion_file = out / DELETION_FILE
+    deletions = json.loads(deletion_file.read_text()) if deletion_file.is_file() else None
     path = out / "RESULTS.md"
-    path.write_text(results_markdown(cards, study, training_evidence()))
+    path.write_text(results_markdown(cards, study, training_evidence(), deletions))
     return path
 
 
@@ -798,6 +892,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="with --study: the tasks (default: %(default)s)")
     parser.add_argument("--variants", nargs="*", type=int, default=None,
                         help="with --study: numbers of the STUDY_VARIANTS to run (default: all)")
+    parser.add_argument("--deletions", action="store_true",
+                        help="rerun the deletion checks of the shipped classifiers (--only: those) instead of training")
     parser.add_argument("--results-only", action="store_true", help="only rewrite RESULTS.md from the cards")
     parser.add_argument("--out", type=Path, default=ZOO_DIR)
     parser.add_argument("--threads", type=int, default=1)
@@ -810,7 +906,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     progress = "log" if args.progress else False
     cards: list[dict] = []
-    if args.study:
+    if args.deletions:
+        deletion_study(NciData(), args.out, args.only)
+    elif args.study:
         recipe_study(NciData(), args.out, tasks=tuple(args.tasks), seeds=tuple(args.seeds or (0,)),
                      variants=args.variants)
     elif not args.results_only:

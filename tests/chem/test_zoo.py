@@ -355,6 +355,52 @@ def test_recorded_expected_gradients_auroc_is_reproduced(name, nci_test_split):
     assert quality["max_relative_gap"] == pytest.approx(recorded["max_relative_gap"], rel=1e-3)
 
 
+def test_recorded_deletion_checks_are_reproduced(nci_test_split):
+    """A row of deletion_checks.json (w1n2-halide_carbonyl, the halide rule, zeros and skeleton) from
+    the shipped weights; RESULTS.md's totals are those of the file."""
+    from sciattr import Settings
+    from sciattr.chem.adapter import explain_graphs
+    from sciattr.chem.deletion import deletion_check
+    from sciattr.zoo.train_chem import DELETION_FILE
+
+    rows = json.loads((ZOO_DIR / DELETION_FILE).read_text())
+    model = load_model("w1n2-halide_carbonyl")
+    featurizer = load_featurizer(model)
+    graphs, _, _ = featurize_batch(featurizer, nci_test_split)
+    task = TASKS["halide_carbonyl"]
+    positives = [g for g in graphs if task.true_masks(g.mol)]
+    smarts = dict(task.rules)["halide"]
+    for baseline in ("zeros", "skeleton"):
+        recorded = next(r for r in rows if (r["name"], r["rule"], r["baseline"]) == ("w1n2-halide_carbonyl", "halide",
+                                                                                      baseline))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BaselineWarning)
+            result = explain_graphs(model, positives, target=0, featurizer=featurizer,
+                                    settings=Settings(steps=64, rule="gausslegendre", baselines=baseline))
+        report = deletion_check(model, result, smarts, featurizer=featurizer, threshold=0.0)
+        assert (len(positives), len(report.checks), len(report.needed), len(report.missed), len(report.failed)) == \
+            (recorded["positives"], recorded["with_rule"], recorded["flips"], recorded["missed"], recorded["failed"])
+        assert np.median([c.attribution for c in report.checks]) == pytest.approx(recorded["median_attribution"],
+                                                                                   rel=1e-4)
+    zeros_missed = sum(r["missed"] for r in rows if r["baseline"] == "zeros")
+    skeleton_missed = sum(r["missed"] for r in rows if r["baseline"] == "skeleton")
+    flips = sum(r["flips"] for r in rows if r["baseline"] == "zeros")
+    assert skeleton_missed < zeros_missed < flips
+    text = (ZOO_DIR / "RESULTS.md").read_text()
+    assert (f"the deletion flips the decision {flips:,} times; the zeros baseline credits the deleted atoms with "
+            f"<= 0 in {zeros_missed:,} of them, the skeleton in {skeleton_missed:,}.") in text
+    # the README quotes the same file
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert (f"over all of them the deletion flips the decision {flips:,} times, and the zeros baseline credits the "
+            f"deleted atoms with ≤ 0 in {zeros_missed} of those, the skeleton in {skeleton_missed}.") in readme
+    halide = {r["name"].split("-")[0]: r for r in rows
+              if r["rule"] == "halide" and r["baseline"] == "zeros" and r["task"] == "halide_carbonyl"}
+    assert (f"gcn-halide_carbonyl needs its halogens in {halide['gcn']['flips']} of its {halide['gcn']['positives']} "
+            f"positive test molecules (without them the logit falls below 0), yet from zeros their attribution is ≤ 0 "
+            f"in {halide['gcn']['missed']} (w1n2 {halide['w1n2']['missed']} of {halide['w1n2']['flips']}, w2n2 "
+            f"{halide['w2n2']['missed']} of {halide['w2n2']['flips']})") in readme
+
+
 # ---------------------------------------------------------------------------------------- train_model
 @pytest.fixture(scope="module")
 def small_task():

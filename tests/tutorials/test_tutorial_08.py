@@ -60,6 +60,13 @@ def test_08_ground_truth(tmp_path):
     ensemble = number(r"\(mean [\d.]+\); ensemble: ([\d.]+)", out)
     assert len(members) == 3 and ensemble > sum(members) / 3
     assert number(r"max \|difference\| ([\d.e+-]+) \(linearity\)", out) < 1e-4
+    # the networks need the halogen (deleting it flips the decision), yet from zeros the attribution credits
+    # it with <= 0 in some of those molecules; from the skeleton in none
+    flips = {label: [int(v) for v in re.search(label + r" baseline: of (\d+) molecules whose decision the deletion "
+                                               r"flips, the attribution credits the halogens with <= 0 in (\d+)",
+                                               out).groups()] for label in ("zeros", "skeleton")}
+    assert flips["zeros"][0] >= 10 and flips["zeros"][0] == flips["skeleton"][0]
+    assert flips["zeros"][1] >= 1 and flips["skeleton"][1] == 0
     table = (tmp_path / "08_ground_truth.txt").read_text().splitlines()
     assert len(table) == 8 and float(table[1].split()[-1]) == pytest.approx(complete, abs=1e-3)
     by_label = {line[:52].strip(): float(line.split()[-1]) for line in table[1:]}
