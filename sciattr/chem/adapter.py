@@ -907,7 +907,7 @@ def _expected_gradients(model, graphs, specs, featurizer, attribute_links, targe
 
 
 # ---------------------------------------------------------------------------------------- entry points
-_GRAPH_OPTIONS = ("attribute_links", "rows", "errors", "ids", "decision_threshold", "notes")
+_GRAPH_OPTIONS = ("attribute_links", "rows", "errors", "ids", "decision_threshold", "notes", "group_check")
 
 
 def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=None, settings: Settings | None = None,
@@ -936,6 +936,12 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     decision_threshold:
         The score where a classifier's decision flips (default from the model card; ``None`` for
         none), used by the baseline check.
+    group_check:
+        ``True`` (default): for a single-target classifier, delete each group of
+        :data:`sciattr.chem.deletion.CHECKED_GROUPS` a molecule has (halogens, nitro, carbonyl,
+        ...) and rescore it (one extra forward per chunk); where the deletion takes the score across
+        the decision threshold but the group's attribution is 0 or of the other sign, the row gets
+        a note and a ``BaselineWarning`` (the baseline hides that group's part). ``False``: skip.
     rows, errors, ids:
         Bookkeeping of :func:`explain_molecules` (input row of each graph, bad rows, identifiers).
 
@@ -985,7 +991,8 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
         ids=None if extra.get("ids") is None else list(extra["ids"]), target_names=names_t,
         baseline_warnings=[""] * n,
     )
-    _check_baselines(result, model, ragged, featurizer, spec, target, threshold)
+    _check_baselines(result, model, ragged, featurizer, spec, target, threshold,
+                     group_check=extra.get("group_check", True))
     return result
 
 
@@ -1051,9 +1058,14 @@ def _other_baselines(featurizer, spec) -> str:
               "molecules (ReferenceBaselines)")
 
 
+#: The kind of baseline note that :func:`sciattr.chem.deletion.group_notes` gives.
+_GROUP_KIND = "a group that decides the prediction is credited against it"
+
+
 def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, featurizer, spec, target,
-                     threshold) -> None:
-    """Per-molecule notes (and one warning) when the baseline is not neutral for the target."""
+                     threshold, group_check: bool = True) -> None:
+    """Per-molecule notes (and one warning per kind) when the baseline is not neutral for the
+    target, or (``group_check``) hides the part of a group that decides the prediction."""
     fx = _column(result.forward_x, result, target)
     fb = _column(result.forward_baseline, result, target)
     delta = fx - fb
@@ -1094,13 +1106,26 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
                         f"its unknown-element/bond columns carry almost no weight, so 'dummy' behaves like 'zeros'")
                     kinds.setdefault("dummy indistinguishable from zeros", []).append(result.rows[i])
             result.meta["zeros_score"] = fz.tolist()
+    group_texts: set[str] = set()
+    if group_check not in (True, False):
+        raise InputError(f"expected group_check=True or False; got {describe(group_check)}")
+    if group_check:
+        from sciattr.chem.deletion import group_notes  # the deletion check builds on this module
+
+        for i, note in enumerate(group_notes(model, result, featurizer, target, threshold, advice)):
+            if note:
+                texts[i].append(note)
+                group_texts.add(note)
+                kinds.setdefault(_GROUP_KIND, []).append(result.rows[i])
     result.baseline_warnings[:] = ["; ".join(t) for t in texts]
     for what, rows in kinds.items():
         rows = list(dict.fromkeys(rows))  # a row found for several targets is named once
         shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
         first = next(t for t in texts[result.rows.index(rows[0])])
-        warnings.warn(f"baseline not neutral ({what}) for input row(s) {shown}: {first}", BaselineWarning,
-                      stacklevel=_caller_level())
+        lead = "baseline hides a group" if what == _GROUP_KIND else f"baseline not neutral ({what})"
+        first = next((t for t in texts[result.rows.index(rows[0])] if (what == _GROUP_KIND) == (t in group_texts)),
+                     first)
+        warnings.warn(f"{lead} for input row(s) {shown}: {first}", BaselineWarning, stacklevel=_caller_level())
 
 
 def _caller_level() -> int:

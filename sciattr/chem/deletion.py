@@ -30,15 +30,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import torch
 
 from sciattr.chem._vocabulary import target_index
 from sciattr.chem.accounting import group_total
-from sciattr.chem.adapter import MoleculeAttribution, _default_featurizer, decision_threshold
-from sciattr.chem.featurize import Chem, collate
+from sciattr.chem.adapter import MoleculeAttribution, _default_featurizer, decision_threshold, ragged_graphs
+from sciattr.chem.featurize import Chem
+from sciattr.datasets.tasks import AMINE, BENZENE, ETHER
 from sciattr.errors import InputError, SciAttrError, describe
 
-__all__ = ["DeletionCheck", "DeletionReport", "deletion_check"]
+__all__ = ["CHECKED_GROUPS", "DeletionCheck", "DeletionReport", "deletion_check", "group_notes"]
+
+#: The groups every classifier result is checked on (``group_check=True`` of
+#: :func:`~sciattr.chem.explain_molecules`): each SMARTS matches exactly the atoms that are deleted.
+CHECKED_GROUPS: dict[str, str] = {
+    "halogen": "[F,Cl,Br,I]",
+    "nitro group": "[$([NX3](=O)=O),$([NX3+](=O)[O-])]~[OX1]",
+    "nitrile": "[CX2]#[NX1]",
+    "carbonyl": "[CX3]=[OX1]",
+    "hydroxyl oxygen": "[OX2H]",
+    "ether oxygen": f"[$({ETHER})]",
+    "amine nitrogen": AMINE,
+    "benzene ring": BENZENE,
+    "sulfonyl": "[SX4](=O)=O",
+}
 
 
 @dataclass(frozen=True)
@@ -168,16 +182,10 @@ def _without(mol, atoms: Sequence[int]):
 
 
 def _scores(model, graphs: list) -> np.ndarray:
-    """``(n, outputs)`` scores of featurized molecules in the model's dtype and device."""
-    from sciattr.chem.training import _call
-
-    parameter = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
-    dtype = parameter.dtype if parameter is not None and parameter.is_floating_point() else torch.float32
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    batch = collate(graphs).to(dtype=dtype, device=device)
-    with torch.no_grad():
-        out = _call(model, graphs[0].kind, batch, batch.atoms, batch.links)
-    return out.detach().double().cpu().reshape(len(graphs), -1).numpy()
+    """``(n, outputs)`` scores of featurized molecules, through the adapter's own forward (the
+    model's calling convention, dtype and device; the model left as found)."""
+    ragged = ragged_graphs(model, graphs, attribute_links=False)
+    return ragged.scores(model, ragged.data.atoms, ragged.data.links).detach().double().cpu().numpy()
 
 
 def deletion_check(model, result: MoleculeAttribution, smarts, *, featurizer=None, target=None,
@@ -221,38 +229,64 @@ def deletion_check(model, result: MoleculeAttribution, smarts, *, featurizer=Non
     featurizer = _default_featurizer(model) if featurizer is None else featurizer
     if threshold is None:
         threshold = result.meta.get("decision_threshold", decision_threshold(model))
+    return _reports(model, result, {label: pattern}, featurizer, target, threshold)[label]
+
+
+def _reports(model, result: MoleculeAttribution, patterns: dict, featurizer, target, threshold,
+             wanted=None) -> dict[str, DeletionReport]:
+    """:class:`DeletionReport` of every pattern (label -> query Mol), all deletions scored in one
+    forward, next to the molecules as explained (rescored in another, and checked against the
+    result's F(x)). ``wanted(i, attribution)``: delete only the groups it accepts (others are left
+    out of the reports); then the result's own F(x) stands for the molecules' scores."""
     keep_all = replace(featurizer, fragments="all")
-    found, skipped = [], []
+    found: dict[str, list] = {label: [] for label in patterns}
+    skipped: dict[str, list[int]] = {label: [] for label in patterns}
     for i, mol in enumerate(result.molecules):
-        matched = sorted({a for match in mol.GetSubstructMatches(pattern) for a in match})
-        if not matched:
-            skipped.append(i)
-            continue
         source = result.input_atoms(i)
-        total = group_total(result, i, [source[a] for a in matched], links="half",
-                            target=target if result.multi_target else None)
-        deleted, note = _without(mol, matched)
-        graph = None
-        if deleted is not None:
-            try:
-                graph = keep_all(deleted)
-            except SciAttrError as exc:
-                note = f"the molecule without the group could not be featurized: {exc}"
-        found.append((i, tuple(source[a] for a in matched), total.total, deleted, graph, note))
-    if not found:
-        return DeletionReport(pattern=label, checks=[], threshold=threshold, skipped=skipped)
-    # the molecules as explained and without the group, through one forward each, in the model's dtype
-    originals = _scores(model, [keep_all(result.molecules[i]) for i, *_ in found])
-    column = _column(result, target, originals, [i for i, *_ in found])
-    graphs = [g for *_, g, _ in found if g is not None]
-    scored = iter(_scores(model, graphs)[:, column]) if graphs else iter(())
-    checks = []
-    for k, (i, atoms, attribution, deleted, graph, note) in enumerate(found):
-        checks.append(DeletionCheck(
+        for label, pattern in patterns.items():
+            matched = sorted({a for match in mol.GetSubstructMatches(pattern) for a in match})
+            if not matched:
+                skipped[label].append(i)
+                continue
+            total = group_total(result, i, [source[a] for a in matched], links="half",
+                                target=target if result.multi_target else None)
+            if wanted is not None and not wanted(i, total.total):
+                continue
+            deleted, note = _without(mol, matched)
+            graph = None
+            if deleted is not None:
+                try:
+                    graph = keep_all(deleted)
+                except SciAttrError as exc:
+                    note = f"the molecule without the group could not be featurized: {exc}"
+            found[label].append((i, tuple(source[a] for a in matched), total.total, deleted, graph, note))
+    molecules = sorted({i for rows in found.values() for i, *_ in rows})
+    if not molecules:
+        return {label: DeletionReport(pattern=label, checks=[], threshold=threshold, skipped=skipped[label])
+                for label in patterns}
+    graphs = [g for rows in found.values() for *_, g, _ in rows if g is not None]
+    deleted_scores = _scores(model, graphs) if graphs else None
+    if wanted is None:  # the molecules as explained, rescored, tell the explained output and check the model
+        originals = _scores(model, [keep_all(result.molecules[i]) for i in molecules])
+        column = _column(result, target, originals, molecules)
+        score_of = dict(zip(molecules, originals[:, column].tolist()))
+    else:  # the result's own F(x) of its one target
+        column = 0 if target is None else int(target)
+        fx = result.forward_x.detach().double().cpu().reshape(result.n_examples, -1)[:, 0]
+        score_of = {i: float(fx[i]) for i in molecules}
+        if deleted_scores is not None and not 0 <= column < deleted_scores.shape[1]:
+            raise InputError(f"expected target to be an output index in [0, {deleted_scores.shape[1] - 1}]; "
+                             f"got {target!r}")
+    scored = iter(deleted_scores[:, column].tolist()) if deleted_scores is not None else iter(())
+    reports = {}
+    for label, rows in found.items():
+        checks = [DeletionCheck(
             molecule=i, row=int(result.rows[i]) if result.rows else i, atoms=atoms, attribution=float(attribution),
-            score=float(originals[k, column]), deleted_score=float(next(scored)) if graph is not None else math.nan,
-            deleted_smiles=Chem.MolToSmiles(deleted) if deleted is not None else "", note=note))
-    return DeletionReport(pattern=label, checks=checks, threshold=threshold, skipped=skipped)
+            score=float(score_of[i]), deleted_score=float(next(scored)) if graph is not None else math.nan,
+            deleted_smiles=Chem.MolToSmiles(deleted) if deleted is not None else "", note=note)
+            for i, atoms, attribution, deleted, graph, note in rows]
+        reports[label] = DeletionReport(pattern=label, checks=checks, threshold=threshold, skipped=skipped[label])
+    return reports
 
 
 def _column(result: MoleculeAttribution, target, scores: np.ndarray, molecules: list[int]) -> int:
@@ -275,3 +309,47 @@ def _column(result: MoleculeAttribution, target, scores: np.ndarray, molecules: 
                          f"{molecules[worst]} is {scores[worst, index]:.6g}, the result's F(x) is "
                          f"{explained[worst]:.6g}")
     return index
+
+
+def group_notes(model, result: MoleculeAttribution, featurizer, target, threshold: float | None,
+                advice: str) -> list[str]:
+    """Per molecule of a single-target classifier result, a note for every group of
+    :data:`CHECKED_GROUPS` whose deletion takes the score across ``threshold`` while its
+    attribution is 0 or of the other sign ("" where there is none). Not run (all "", and
+    ``result.meta["group_check"]`` says why) without a threshold, for several targets, for a
+    target that is not an output column, or when the model's scores cannot be reproduced.
+    ``advice`` says what to try."""
+    notes = [""] * result.n_examples
+    index = target_index(target, tuple(result.target_names))
+    skip = ("no decision threshold" if threshold is None else "several targets" if result.multi_target
+            else "no featurizer" if featurizer is None
+            else "the target is not an output column" if index is not None and not isinstance(index, int) else "")
+    if skip or threshold is None or not result.n_examples:
+        result.meta["group_check"] = f"not run: {skip or 'no molecule'}"
+        return notes
+    patterns = {label: Chem.MolFromSmarts(smarts) for label, smarts in CHECKED_GROUPS.items()}
+    fx = result.forward_x.detach().double().cpu().reshape(result.n_examples, -1)[:, 0].tolist()
+
+    def could_disagree(i: int, attribution: float) -> bool:
+        # crossing from above needs a positive drop, from below a negative one: only a group credited
+        # the other way (or 0) can be said
+        return attribution <= 0 if fx[i] > threshold else attribution >= 0
+
+    try:
+        reports = _reports(model, result, patterns, featurizer, index, threshold, wanted=could_disagree)
+    except InputError as exc:  # e.g. a model whose scores change between calls (dropout in training mode)
+        result.meta["group_check"] = f"not run: {exc}"
+        return notes
+    result.meta["group_check"] = f"run on {', '.join(CHECKED_GROUPS)}"
+    found: list[list[str]] = [[] for _ in range(result.n_examples)]
+    for label, report in reports.items():
+        for c in report.checks:
+            crosses = c.score > threshold >= c.deleted_score or c.score <= threshold < c.deleted_score
+            if not crosses or c.attribution * c.drop > 0:
+                continue
+            way = "falls" if c.drop > 0 else "rises"
+            found[c.molecule].append(
+                f"the {label} (input atoms {', '.join(map(str, c.atoms))}) decides the prediction -- without it "
+                f"F {way} from {c.score:.4g} to {c.deleted_score:.4g}, across the decision threshold {threshold:g} "
+                f"-- but its attribution is {c.attribution:+.3g}: the baseline hides its part; try {advice}")
+    return ["; ".join(f) for f in found]

@@ -147,3 +147,56 @@ def test_the_explained_output_of_a_model_with_several():
     assert deletion_check(model, both, "[Cl]", featurizer=FEAT, target=1).checks[0] == one
     with pytest.raises(InputError, match="expected target= .* for a model with 2 outputs; got None"):
         deletion_check(model, second, "[Cl]", featurizer=FEAT)
+
+
+class Penalty(nn.Module):
+    """F = 2 c - 4 relu(c - 2 h) - 1 with c the molecule's oxygen count and h its chlorine count:
+    "oxygen, minus a penalty when there is no chlorine". Along the path from zeros c and h grow
+    together, the penalty never turns on, and the chlorine gets exactly 0 -- though without it
+    ClCC=O falls from F = 1 to F = -3."""
+
+    def forward(self, atoms, pairs, pair_index, atom_batch, n_molecules):
+        per_atom = torch.stack([atoms[:, 4], atoms[:, 9]], 1)  # element=O, element=Cl
+        c, h = atoms.new_zeros((n_molecules, 2)).index_add(0, atom_batch, per_atom).unbind(1)
+        return (2 * c - 4 * torch.relu(c - 2 * h) - 1)[:, None] + 0 * pairs.sum()
+
+
+def test_every_classifier_result_says_where_a_deciding_group_is_credited_against_it():
+    model = Penalty().double()
+    molecules = ["ClCC=O", "ClCCl", "CC=O", "OCC(Cl)C=O"]
+    with pytest.warns(BaselineWarning, match=r"baseline hides a group for input row\(s\) 0, 3: the halogen \(input "
+                                             r"atoms 0\) decides the prediction -- without it F falls from 1 to -3"):
+        res = explain_molecules(model, molecules, featurizer=FEAT, steps=4, decision_threshold=0.0)
+    zeros_cl = res.atom_feature_values(0)[0]
+    assert float(zeros_cl) == 0.0  # the oracle: the chlorine's features get nothing from zeros
+    note = res.baseline_warnings[0]
+    assert note.startswith("the halogen (input atoms 0) decides the prediction") and "attribution is +0" in note
+    assert "try baselines='skeleton'" in note
+    # ClCCl (no oxygen) and CC=O (no chlorine): no group decides (their baseline is on their side, said apart)
+    assert all("decides" not in res.baseline_warnings[i] and "baseline not neutral" in res.baseline_warnings[i]
+               for i in (1, 2))
+    assert "the halogen (input atoms 3)" in res.baseline_warnings[3]  # OCC(Cl)C=O: c = 2, h = 1
+    assert res.meta["group_check"].startswith("run on halogen, nitro group")
+    assert "the halogen" in res.to_dataframe("molecule")["notes"][0]
+    # the oxygen that decides too is credited in its direction: no note for the carbonyl of row 0
+    assert "carbonyl" not in note
+    quiet = explain_molecules(model, molecules, featurizer=FEAT, steps=4, decision_threshold=0.0, group_check=False)
+    assert quiet.baseline_warnings[0] == "" and "group_check" not in quiet.meta
+    regression = explain_molecules(model, molecules, featurizer=FEAT, steps=4, decision_threshold=None)
+    assert regression.baseline_warnings[0] == "" and regression.meta["group_check"] == "not run: no decision threshold"
+    with pytest.raises(InputError, match="expected group_check=True or False; got"):
+        explain_molecules(model, molecules, featurizer=FEAT, steps=4, decision_threshold=0.0, group_check="yes")
+
+
+def test_the_readme_quotes_the_note_of_a_shipped_model():
+    from pathlib import Path
+
+    from sciattr.zoo import load_model
+
+    with pytest.warns(BaselineWarning, match="baseline hides a group for input row"):
+        res = explain_molecules(load_model("gcn-halide_carbonyl"), ["O=C(CCl)Nc1ccccc1"], steps=64,
+                                rule="gausslegendre")
+    note = res.baseline_warnings[0]
+    quoted = note[:note.index("try baselines='skeleton'") + len("try baselines='skeleton'")]
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert f'"{quoted} ...")' in readme
