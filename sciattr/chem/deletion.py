@@ -21,6 +21,11 @@ Public API
 ----------
 ``deletion_check(model, result, smarts, *, featurizer=None, target=None, threshold=None)``
     -> :class:`DeletionReport` (one :class:`DeletionCheck` per molecule with a match).
+``group_notes(model, result, featurizer, target, threshold, advice)``
+    The same for every group of :data:`CHECKED_GROUPS` at once, as per-molecule notes: what
+    :func:`~sciattr.chem.explain_molecules` runs on every single-target classifier result
+    (``group_check=True``). :attr:`~sciattr.chem.training.TrainingRecipe.deletion_consistency`
+    trains a network towards attributions that agree with these deletions.
 """
 
 from __future__ import annotations

@@ -405,7 +405,7 @@ def deletion_study(data: NciData, out: Path, names: Sequence[str] | None = None)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", BaselineWarning)
                 result = explain_graphs(model, positives, target=0, settings=settings, featurizer=featurizer,
-                                        decision_threshold=0.0)
+                                        decision_threshold=0.0, group_check=False)  # deletion_check does it below
             for rule, smarts in TASKS[task].rules:
                 report = deletion_check(model, result, smarts, featurizer=featurizer, threshold=0.0)
                 if not report.checks:
@@ -475,6 +475,12 @@ STUDY_VARIANTS = (
      {"homogeneous": True}),
     ("w2n2", "neutral anchor, homogeneous (bias-free ReLU layers)", {"anchor_baseline": "neutral"},
      {"homogeneous": True}),
+    ("gcn", "neutral anchor + weight decay 1e-3 + deletion consistency 1",
+     {"anchor_baseline": "neutral", "weight_decay": 1e-3, "deletion_consistency": 1.0}, {}),
+    ("w1n2", "neutral anchor + deletion consistency 1", {"anchor_baseline": "neutral", "deletion_consistency": 1.0},
+     {}),
+    ("w2n2", "neutral anchor + deletion consistency 1", {"anchor_baseline": "neutral", "deletion_consistency": 1.0},
+     {}),
 )
 
 

@@ -261,6 +261,31 @@ def test_recipe_study_table_reports_the_change_from_the_base_row_and_the_shipped
     assert "w2n2, anchor: mean attribution AUROC 0.950 over 1 task, goal met on 1" in text
 
 
+def test_readme_quotes_the_recipe_study_of_deletion_consistency_and_homogeneous_networks():
+    """The README's numbers for the two recipe variants of this kind are those RESULTS.md gives."""
+    results = (ZOO_DIR / "RESULTS.md").read_text()
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+
+    def summary(arch, variant):
+        found = re.search(re.escape(f"{arch}, {variant}: ") + r"mean attribution AUROC [\d.]+ over (\d+) tasks, "
+                          r"change from base [-+][\d.]+, change from the shipped recipe ([-+][\d.]+), goal met on "
+                          r"(\d+)", results)
+        assert found, (arch, variant)
+        return found.groups()
+
+    w1 = summary("w1n2", "neutral anchor + deletion consistency 1")
+    w2 = summary("w2n2", "neutral anchor + deletion consistency 1")
+    gcn = summary("gcn", "neutral anchor + weight decay 1e-3 + deletion consistency 1")
+    assert (f"{w1[1]} for W1N2 over {w1[0]} tasks (goal met on {w1[2]} of them), {w2[1]} for W2N2 over {w2[0]} "
+            f"tasks (goal met on {w2[2]}) and {gcn[1]} for GINE over {gcn[0]} tasks (goal met on {gcn[2]}") in readme
+    homogeneous = [summary(arch, variant)[1] for arch, variant in (
+        ("w1n2", "neutral anchor, homogeneous (bias-free ReLU layers)"),
+        ("w2n2", "neutral anchor, homogeneous (bias-free ReLU layers)"),
+        ("gcn", "neutral anchor + weight decay 1e-3, homogeneous (bias-free ReLU layers)"))]
+    assert ("mean change from the shipped recipes " + ", ".join(v.replace("-", "−") for v in homogeneous[:2])
+            + f" and {homogeneous[2].replace('-', '−')} for W1N2, W2N2 and GINE") in readme
+
+
 def test_recipe_study_compares_model_options_with_the_shipped_card():
     """A study row is the shipped recipe only when its model options (the study's fixed options with
     the row's changes) are the card's too: GINE rows keep 64 hidden units when the shipped model has 128."""
@@ -541,6 +566,46 @@ def test_path_monotonicity_penalises_scores_going_the_wrong_way_along_the_path(s
     assert measured[5.0] < 0.5 * measured[0.0]
     with pytest.raises(InputError, match="path_monotonicity"):
         TrainingRecipe(path_monotonicity=-1.0)
+
+
+def test_deletion_consistency_pushes_group_attributions_towards_their_deletions(small_task):
+    """For a bias-free linear model, a group's gradient x input (its complete atom scores) and its
+    deletion drop have closed forms: the penalty is their relu(0.1 |drop| - sign(drop) attribution)
+    averaged over every group of the batch (the oracle); training with it leaves less of it."""
+    from sciattr.chem.featurize import SimpleWeaveFeaturizer
+    from sciattr.chem.training import deletion_consistency_penalty, deletion_groups
+
+    feat = SimpleWeaveFeaturizer()
+    graphs, _, _ = featurize_batch(feat, ["ClCC=O", "c1ccccc1N", "OCC(Cl)C#N", "CCC"])
+    groups = deletion_groups(graphs, feat)
+    assert [len(g) for g in groups] == [2, 2, 3, 0]  # halogen + carbonyl; amine + ring; halogen + nitrile + OH
+    assert [rows.tolist() for rows, _ in groups[0]] == [[0], [2, 3]]
+    model = _LinearWeave(feat)
+    expected = []
+    for g, found in zip(graphs, groups):
+        for rows, deleted in found:
+            inside = torch.zeros(g.n_atoms, dtype=torch.bool)
+            inside[rows] = True
+            ends = inside[g.link_index].sum(0).float()  # 0, 1 or 2 ends of each pair in the group
+            attribution = float((g.atoms[inside] @ model.w_atom.detach()).sum()
+                                + 0.5 * ((g.links @ model.w_pair.detach()) * ends).sum())
+            drop = model.score(g) - model.score(deleted)
+            expected.append(max(0.0, 0.1 * abs(drop) - np.sign(drop) * attribution))
+    assert 0 < sum(e > 0 for e in expected) < len(expected)  # the oracle is not trivial
+    penalty = deletion_consistency_penalty(model, graphs, groups)
+    assert float(penalty.detach()) == pytest.approx(np.mean(expected), rel=1e-5)
+    penalty.backward()  # kept in the graph: it trains the weights
+    assert float(model.w_atom.grad.abs().sum()) > 0
+    assert float(deletion_consistency_penalty(model, graphs[3:], groups[3:])) == 0.0  # no group: nothing
+
+    measured = {}
+    for weight in (0.0, 5.0):
+        trained, train = _small_gine(small_task, deletion_consistency=weight)
+        measured[weight] = float(deletion_consistency_penalty(trained.model, train, deletion_groups(
+            train, trained.featurizer)).detach())
+    assert measured[5.0] < 0.5 * measured[0.0]
+    with pytest.raises(InputError, match="deletion_consistency"):
+        TrainingRecipe(deletion_consistency=-1.0)
 
 
 def test_bad_training_input():
