@@ -939,7 +939,8 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     group_check:
         ``True`` (default): for a single-target classifier, delete each group of
         :data:`sciattr.chem.deletion.CHECKED_GROUPS` a molecule has (halogens, nitro, carbonyl,
-        ...) and rescore it (one extra forward per chunk); where the deletion takes the score across
+        ...) where its attribution could disagree with the prediction, and rescore those molecules
+        (one more forward, of the deleted molecules); where the deletion takes the score across
         the decision threshold but the group's attribution is 0 or of the other sign, the row gets
         a note and a ``BaselineWarning`` (the baseline hides that group's part). ``False``: skip.
     rows, errors, ids:
@@ -952,6 +953,8 @@ def explain_graphs(model: Callable, graphs: Sequence[MoleculeGraph], *, target=N
     """
     check_keywords(options)
     extra = _pop_domain_options(options, _GRAPH_OPTIONS)
+    if not isinstance(extra.get("group_check", True), bool):
+        raise InputError(f"expected group_check=True or False; got {describe(extra['group_check'])}")
     s = resolve_settings(settings, options)
     kind = _check_graphs(graphs)
     n = len(graphs)
@@ -1107,8 +1110,6 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
                     kinds.setdefault("dummy indistinguishable from zeros", []).append(result.rows[i])
             result.meta["zeros_score"] = fz.tolist()
     group_texts: set[str] = set()
-    if group_check not in (True, False):
-        raise InputError(f"expected group_check=True or False; got {describe(group_check)}")
     if group_check:
         from sciattr.chem.deletion import group_notes  # the deletion check builds on this module
 
@@ -1121,10 +1122,9 @@ def _check_baselines(result: MoleculeAttribution, model, ragged: RaggedGraphs, f
     for what, rows in kinds.items():
         rows = list(dict.fromkeys(rows))  # a row found for several targets is named once
         shown = ", ".join(str(r) for r in rows[:10]) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
-        first = next(t for t in texts[result.rows.index(rows[0])])
+        said = texts[result.rows.index(rows[0])]
+        first = next((t for t in said if (what == _GROUP_KIND) == (t in group_texts)), said[0])
         lead = "baseline hides a group" if what == _GROUP_KIND else f"baseline not neutral ({what})"
-        first = next((t for t in texts[result.rows.index(rows[0])] if (what == _GROUP_KIND) == (t in group_texts)),
-                     first)
         warnings.warn(f"{lead} for input row(s) {shown}: {first}", BaselineWarning, stacklevel=_caller_level())
 
 
