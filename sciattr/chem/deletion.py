@@ -194,7 +194,7 @@ def _scores(model, graphs: list) -> np.ndarray:
 
 
 def deletion_check(model, result: MoleculeAttribution, smarts, *, featurizer=None, target=None,
-                   threshold: float | None = None) -> DeletionReport:
+                   threshold: float | None = None):
     """Put the attribution of a SMARTS group next to the score change when the group is deleted.
 
     Parameters
@@ -204,7 +204,9 @@ def deletion_check(model, result: MoleculeAttribution, smarts, *, featurizer=Non
     result:
         A :class:`~sciattr.chem.MoleculeAttribution` of ``model`` (any baseline).
     smarts:
-        The group: a SMARTS string or query molecule. Every atom of every match is deleted.
+        The group: a SMARTS string or query molecule. Every atom of every match is deleted. A dict
+        ``{label: smarts}`` checks several groups at once (one forward for all their deletions)
+        and returns ``{label: DeletionReport}``.
     featurizer:
         As in :func:`~sciattr.chem.explain_molecules` (default: the model card's); the molecules
         without the group are featurized with it, keeping all fragments.
@@ -227,14 +229,18 @@ def deletion_check(model, result: MoleculeAttribution, smarts, *, featurizer=Non
     """
     if not isinstance(result, MoleculeAttribution):
         raise InputError(f"expected a MoleculeAttribution (from explain_molecules); got {describe(result)}")
-    pattern = Chem.MolFromSmarts(smarts) if isinstance(smarts, str) else smarts
-    if not isinstance(pattern, Chem.Mol):
-        raise InputError(f"expected a valid SMARTS pattern; got {smarts!r}")
-    label = smarts if isinstance(smarts, str) else Chem.MolToSmarts(pattern)
+    several = isinstance(smarts, dict)
+    patterns = {}
+    for label, given in (smarts.items() if several else [(None, smarts)]):
+        pattern = Chem.MolFromSmarts(given) if isinstance(given, str) else given
+        if not isinstance(pattern, Chem.Mol):
+            raise InputError(f"expected a valid SMARTS pattern{f' for {label!r}' if several else ''}; got {given!r}")
+        patterns[label if several else given if isinstance(given, str) else Chem.MolToSmarts(pattern)] = pattern
     featurizer = _default_featurizer(model) if featurizer is None else featurizer
     if threshold is None:
         threshold = result.meta.get("decision_threshold", decision_threshold(model))
-    return _reports(model, result, {label: pattern}, featurizer, target, threshold)[label]
+    reports = _reports(model, result, patterns, featurizer, target, threshold)
+    return reports if several else next(iter(reports.values()))
 
 
 def _reports(model, result: MoleculeAttribution, patterns: dict, featurizer, target, threshold,

@@ -406,8 +406,10 @@ def deletion_study(data: NciData, out: Path, names: Sequence[str] | None = None)
                 warnings.simplefilter("ignore", BaselineWarning)
                 result = explain_graphs(model, positives, target=0, settings=settings, featurizer=featurizer,
                                         decision_threshold=0.0, group_check=False)  # deletion_check does it below
-            for rule, smarts in TASKS[task].rules:
-                report = deletion_check(model, result, smarts, featurizer=featurizer, threshold=0.0)
+            rules = dict(TASKS[task].rules)
+            reports = deletion_check(model, result, rules, featurizer=featurizer, threshold=0.0)
+            for rule, report in reports.items():
+                smarts = rules[rule]
                 if not report.checks:
                     continue
                 mine.append({"name": name, "task": task, "rule": rule, "smarts": smarts, "baseline": baseline,

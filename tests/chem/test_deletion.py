@@ -60,6 +60,10 @@ def test_linear_oracle_of_a_terminal_group():
     assert check.deleted_score == pytest.approx(_score(model, "CC"), rel=1e-12)
     whole = float(g.atoms[2].double() @ w_a + (g.links[touching].double() @ w_p).sum())
     assert check.drop == pytest.approx(whole, rel=1e-10)
+    # several groups at once: the same reports, keyed by label
+    both = deletion_check(model, res, {"chlorine": "[Cl]", "hydroxyl": "[OX2H]"}, featurizer=FEAT)
+    assert both["chlorine"].checks == [check] and both["chlorine"].pattern == "chlorine"
+    assert [c.molecule for c in both["hydroxyl"].checks] == [1] and both["hydroxyl"].skipped == [0]
 
 
 def test_every_match_is_deleted_and_a_split_molecule_is_scored_whole():
@@ -122,6 +126,8 @@ def test_bad_input_is_reported():
         deletion_check(model, {"not": "a result"}, "[Cl]")
     with pytest.raises(InputError, match=r"expected a valid SMARTS pattern; got 'C1\('"):
         deletion_check(model, res, "C1(", featurizer=FEAT)
+    with pytest.raises(InputError, match=r"expected a valid SMARTS pattern for 'bad'; got 'C1\('"):
+        deletion_check(model, res, {"ok": "[Cl]", "bad": "C1("}, featurizer=FEAT)
     with pytest.raises(InputError, match="expected the model that the result explains"):
         deletion_check(Linear(seed=4), res, "[Cl]", featurizer=FEAT)
     with pytest.raises(InputError, match=r"expected target to be an output index in \[0, 0\]"):
