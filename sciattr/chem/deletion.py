@@ -186,6 +186,24 @@ def _without(mol, atoms: Sequence[int]):
     return out, (f"deleting the group left {pieces} fragments, scored together" if pieces > 1 else "")
 
 
+def matched_atoms(mol, pattern) -> list[int]:
+    """Every atom of every match of the query ``pattern`` in ``mol``, ascending."""
+    return sorted({a for match in mol.GetSubstructMatches(pattern) for a in match})
+
+
+def deleted_graph(mol, atoms: Sequence[int], featurizer):
+    """``(molecule without atoms, its graph from featurizer, note)``: the graph is ``None`` (and
+    the note says why) when RDKit refuses the molecule or the featurizer cannot take it."""
+    deleted, note = _without(mol, atoms)
+    graph = None
+    if deleted is not None:
+        try:
+            graph = featurizer(deleted)
+        except SciAttrError as exc:
+            note = f"the molecule without the group could not be featurized: {exc}"
+    return deleted, graph, note
+
+
 def _scores(model, graphs: list) -> np.ndarray:
     """``(n, outputs)`` scores of featurized molecules, through the adapter's own forward (the
     model's calling convention, dtype and device; the model left as found)."""
@@ -255,7 +273,7 @@ def _reports(model, result: MoleculeAttribution, patterns: dict, featurizer, tar
     for i, mol in enumerate(result.molecules):
         source = result.input_atoms(i)
         for label, pattern in patterns.items():
-            matched = sorted({a for match in mol.GetSubstructMatches(pattern) for a in match})
+            matched = matched_atoms(mol, pattern)
             if not matched:
                 skipped[label].append(i)
                 continue
@@ -263,13 +281,7 @@ def _reports(model, result: MoleculeAttribution, patterns: dict, featurizer, tar
                                 target=target if result.multi_target else None)
             if wanted is not None and not wanted(i, total.total):
                 continue
-            deleted, note = _without(mol, matched)
-            graph = None
-            if deleted is not None:
-                try:
-                    graph = keep_all(deleted)
-                except SciAttrError as exc:
-                    note = f"the molecule without the group could not be featurized: {exc}"
+            deleted, graph, note = deleted_graph(mol, matched, keep_all)
             found[label].append((i, tuple(source[a] for a in matched), total.total, deleted, graph, note))
     molecules = sorted({i for rows in found.values() for i, *_ in rows})
     if not molecules:

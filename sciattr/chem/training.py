@@ -267,26 +267,18 @@ def deletion_groups(graphs: Sequence, featurizer) -> list[list[tuple[torch.Tenso
     :data:`sciattr.chem.deletion.CHECKED_GROUPS` it has (groups RDKit cannot delete are left out)."""
     from dataclasses import replace
 
-    from sciattr.chem.deletion import CHECKED_GROUPS, _without
+    from sciattr.chem.deletion import CHECKED_GROUPS, deleted_graph, matched_atoms
     from sciattr.chem.featurize import Chem
-    from sciattr.errors import SciAttrError
 
     patterns = [Chem.MolFromSmarts(smarts) for smarts in CHECKED_GROUPS.values()]
     keep_all = replace(featurizer, fragments="all")
     out = []
     for g in graphs:
         found = []
-        for pattern in patterns:
-            matched = sorted({a for match in g.mol.GetSubstructMatches(pattern) for a in match})
-            if not matched:
-                continue
-            deleted, _ = _without(g.mol, matched)
-            if deleted is None:
-                continue
-            try:
-                found.append((torch.tensor(matched, dtype=torch.long), keep_all(deleted)))
-            except SciAttrError:
-                continue
+        for matched in filter(None, (matched_atoms(g.mol, pattern) for pattern in patterns)):
+            graph = deleted_graph(g.mol, matched, keep_all)[1]
+            if graph is not None:
+                found.append((torch.tensor(matched, dtype=torch.long), graph))
         out.append(found)
     return out
 
